@@ -1,0 +1,90 @@
+"""The ``momently`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from momently import __version__
+from momently.config import Settings
+from momently.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="momently", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"momently {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the engine (embedded by default)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--data-dir", help="where the embedded store lives (default ./data)")
+    serve.add_argument(
+        "--write-key",
+        action="append",
+        dest="write_keys",
+        help="a write key the tracking API accepts (repeatable; or MOMENTLY_WRITE_KEYS)",
+    )
+    serve.add_argument("--admin-key", help="bearer key of the admin API (or MOMENTLY_ADMIN_KEY)")
+    serve.add_argument("--store", help="store URL, e.g. sqlite:///var/momently.db")
+    serve.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        help="SQLite durability: FULL survives power loss, NORMAL only a crash (default FULL)",
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Flags over environment over defaults, validated once."""
+    given: dict[str, Any] = {
+        name: value
+        for name in ("host", "port", "data_dir", "write_keys", "admin_key", "store", "synchronous")
+        if (value := getattr(args, name, None)) is not None
+    }
+    if "write_keys" in given:
+        given["write_keys"] = tuple(given["write_keys"])
+    return Settings(**given)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from momently.web.app import create_app
+
+    if not settings.write_keys:
+        raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    print(f"momently {__version__} listening on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        if args.command == "serve":
+            serve(settings)
+    except ValidationError as error:
+        print(f"momently: bad settings:\n{error}", file=sys.stderr)
+        return 2
+    except ConfigError as error:
+        print(f"momently: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

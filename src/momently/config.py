@@ -1,0 +1,45 @@
+"""Settings: built once at start-up from flags and the environment, then frozen.
+
+The environment is read here and nowhere else (``MOMENTLY_*`` variables).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything ``momently serve`` can be told; flags override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MOMENTLY_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    write_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    admin_key: str | None = None
+    store: str | None = Field(None, description="store URL; default sqlite in data_dir")
+    synchronous: str = Field("FULL", pattern="^(FULL|NORMAL|OFF)$")
+    max_pending_events: int = Field(100_000, ge=1)
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not k or k != k.strip() for k in value):
+            raise ValueError("write keys may not be blank or padded with spaces")
+        return value
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{(self.data_dir / 'momently.db').resolve()}"

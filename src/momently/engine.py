@@ -1,0 +1,152 @@
+"""The engine's core loop for a group of events: dedupe, resolve identity, fold into
+profiles, and hand the store one atomic commit.
+
+The engine is the single writer of a store. It keeps hot identities and
+profiles in bounded caches and updates them only after the store has
+committed, so a failed commit leaves memory and disk in agreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from momently.events import Event
+from momently.identity import identity_keys, new_customer_id, resolve
+from momently.state.profile import Profile, apply_event, merge_profiles, new_profile
+from momently.types import Changes, IdentityKey, Store
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What became of one submission: new events stored, and duplicates dropped."""
+
+    accepted: int
+    duplicates: int
+
+
+class _Pending:
+    """State changed by events not yet committed, layered over the engine's caches."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.owners: dict[IdentityKey, str] = {}
+        self.profiles: dict[str, Profile] = {}
+        self.merged: dict[str, str] = {}
+
+    def owner(self, key: IdentityKey) -> str | None:
+        found = self.owners.get(key)
+        return found if found is not None else self.engine.owner(key)
+
+    def profile(self, customer_id: str) -> Profile:
+        found = self.profiles.get(customer_id)
+        if found is None:
+            found = self.engine.profile(customer_id)
+        if found is None:
+            raise LookupError(f"identity points at {customer_id}, which has no profile")
+        return found
+
+    def user_of(self, customer_id: str) -> str | None:
+        return self.profile(customer_id).user_id
+
+    def identities(self, customer_id: str) -> set[IdentityKey]:
+        keys = {k for k in self.engine.store.identities(customer_id) if k not in self.owners}
+        keys |= {k for k, c in self.owners.items() if c == customer_id}
+        return keys
+
+
+class Engine:
+    """Applies events to a store; not thread-safe: one writer thread owns it."""
+
+    def __init__(self, store: Store, *, cache_size: int = 200_000) -> None:
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        self.store = store
+        self._cache_size = cache_size
+        self._owners: dict[IdentityKey, str] = {}
+        self._profiles: dict[str, Profile] = {}
+
+    def owner(self, key: IdentityKey) -> str | None:
+        found = self._owners.get(key)
+        if found is None:
+            found = self.store.owner(key)
+            if found is not None:
+                self._remember(self._owners, key, found)
+        return found
+
+    def profile(self, customer_id: str) -> Profile | None:
+        found = self._profiles.get(customer_id)
+        if found is None:
+            found = self.store.profile(customer_id)
+            if found is not None:
+                self._remember(self._profiles, customer_id, found)
+        return found
+
+    def _remember(self, cache: dict[K, V], key: K, value: V) -> None:
+        if len(cache) >= self._cache_size and key not in cache:
+            # dicts keep insertion order: drop the oldest tenth
+            for old in list(cache)[: max(1, self._cache_size // 10)]:
+                del cache[old]
+        cache[key] = value
+
+    def ingest(self, events: Sequence[Event]) -> IngestResult:
+        """Store the events the log has not seen and fold them into state, atomically."""
+        return self.ingest_groups([events])[0]
+
+    def ingest_groups(self, groups: Sequence[Sequence[Event]]) -> list[IngestResult]:
+        """Like :meth:`ingest` for several submissions in one commit (group commit)."""
+        all_ids = [e.message_id for group in groups for e in group]
+        seen: set[str] = set()
+        for start in range(0, len(all_ids), 500):
+            seen |= self.store.known_messages(all_ids[start : start + 500])
+        pending = _Pending(self)
+        records: list[tuple[str, Event]] = []
+        results = []
+        for group in groups:
+            accepted = 0
+            for event in group:
+                if event.message_id in seen:
+                    continue
+                seen.add(event.message_id)
+                records.append((self._apply(pending, event), event))
+                accepted += 1
+            results.append(IngestResult(accepted, len(group) - accepted))
+        if records:
+            self.store.commit(records, Changes(pending.profiles, pending.owners, pending.merged))
+            for key, customer in pending.owners.items():
+                self._remember(self._owners, key, customer)
+            for loser in pending.merged:
+                self._profiles.pop(loser, None)
+            for customer, profile in pending.profiles.items():
+                self._remember(self._profiles, customer, profile)
+        return results
+
+    def _apply(self, pending: _Pending, event: Event) -> str:
+        keys = identity_keys(event, pending.owner)
+        resolution = resolve(keys, pending.owner, pending.user_of)
+        if resolution.customer_id is None:
+            customer = new_customer_id(event.message_id)
+            profile = new_profile(customer, event)
+        else:
+            customers = [pending.profile(c) for c in (resolution.customer_id, *resolution.merge)]
+            # The customer first seen survives a merge, whichever order events came in.
+            customers.sort(key=lambda p: p.created)
+            profile = customers[0]
+            customer = profile.customer_id
+            for loser in customers[1:]:
+                profile = merge_profiles(profile, loser)
+                for key in pending.identities(loser.customer_id):
+                    pending.owners[key] = customer
+                pending.profiles.pop(loser.customer_id, None)
+                pending.merged[loser.customer_id] = customer
+                for old, winner in pending.merged.items():
+                    if winner == loser.customer_id:
+                        pending.merged[old] = customer
+        for key in resolution.bind:
+            pending.owners[key] = customer
+        pending.profiles[customer] = apply_event(profile, event)
+        return customer

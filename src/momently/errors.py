@@ -1,0 +1,74 @@
+"""The project's error hierarchy.
+
+::
+
+    MomentlyError
+    ├── InvalidInput            bad input from a client; maps to a 4xx answer
+    │   ├── InvalidMessage      one message breaks the Segment spec (field + reason)
+    │   ├── PayloadTooLarge     a body or message over the Segment size limits
+    │   ├── BadEncoding         bad gzip, a gzip bomb, or bytes that are not UTF-8 JSON
+    │   └── Unauthorized        unknown or missing write key / admin key
+    ├── Overloaded              the engine cannot take more right now (429 + Retry-After)
+    └── ConfigError             bad settings at start-up
+"""
+
+from __future__ import annotations
+
+
+class MomentlyError(Exception):
+    """Base of every error momently raises on purpose."""
+
+
+class InvalidInput(MomentlyError):
+    """Input a client sent that momently refuses; ``status`` is the HTTP answer."""
+
+    status = 400
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.reason = reason
+        self.field = field
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": type(self).__name__, "reason": self.reason}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidMessage(InvalidInput):
+    """One message does not follow the Segment spec."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body or one message is over the size limit."""
+
+    status = 413
+
+
+class BadEncoding(InvalidInput):
+    """The body cannot be decoded: bad gzip, a gzip bomb, not UTF-8 or not JSON."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The body's content type is not one the endpoint accepts."""
+
+    status = 415
+
+
+class Unauthorized(InvalidInput):
+    """No credentials, or credentials momently does not know."""
+
+    status = 401
+
+
+class Overloaded(MomentlyError):
+    """Backpressure: the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(f"overloaded, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class ConfigError(MomentlyError):
+    """Settings that cannot work, found at start-up."""

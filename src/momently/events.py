@@ -1,0 +1,266 @@
+"""The event model (Segment's spec) and its validation.
+
+A client message is decoded into :class:`RawMessage`, checked against the rules
+for its type, and normalised into an :class:`Event`: ids as strings, the
+timestamp corrected for the client's clock skew, ``receivedAt`` stamped, the
+batch-level ``context`` folded in and a ``messageId`` guaranteed.
+
+>>> raw = decode_message(b'{"type": "track", "userId": "u1", "event": "Product Viewed"}')
+>>> event = normalise(raw, received_ms=0, source="src", raw_size=10)
+>>> (event.type, event.user_id, event.event)
+('track', 'u1', 'Product Viewed')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from momently.errors import InvalidMessage, PayloadTooLarge
+
+MAX_MESSAGE_BYTES: Final = 32 * 1024
+MAX_BATCH_BYTES: Final = 500 * 1024
+MESSAGE_TYPES: Final = frozenset({"track", "identify", "page", "screen", "alias", "group"})
+
+Id = str | int | None
+
+
+class RawMessage(msgspec.Struct, rename="camel", kw_only=True):
+    """One message as a client sent it; unknown top-level fields are ignored."""
+
+    type: str | None = None
+    message_id: str | None = None
+    user_id: Id = None
+    anonymous_id: Id = None
+    previous_id: Id = None
+    group_id: Id = None
+    event: str | None = None
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    timestamp: datetime | None = None
+    original_timestamp: datetime | None = None
+    sent_at: datetime | None = None
+    write_key: str | None = None
+
+
+class Event(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
+    """A validated, normalised event: what the log stores and the core reads."""
+
+    message_id: str
+    type: str
+    timestamp: datetime
+    received_at: datetime
+    source: str = ""
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    previous_id: str | None = None
+    group_id: str | None = None
+    event: str | None = None
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] = {}
+    traits: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    integrations: dict[str, Any] = {}
+    original_timestamp: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def timestamp_ms(self) -> int:
+        return to_ms(self.timestamp)
+
+    @property
+    def received_ms(self) -> int:
+        return to_ms(self.received_at)
+
+
+class Batch(msgspec.Struct, rename="camel", kw_only=True):
+    """The envelope of ``/v1/batch`` and the mobile ``/v1/b``; messages stay raw."""
+
+    batch: list[msgspec.Raw]
+    sent_at: datetime | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    write_key: str | None = None
+
+
+_message_decoder = msgspec.json.Decoder(RawMessage)
+_batch_decoder = msgspec.json.Decoder(Batch)
+_event_decoder = msgspec.json.Decoder(Event)
+_encoder = msgspec.json.Encoder()
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _field_of(error: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
+    """Split msgspec's ``"reason - at `$.path`"`` into (field, reason)."""
+    text = str(error)
+    reason, sep, where = text.rpartition(" - at `")
+    if not sep:
+        return prefix or "$", text
+    path = where.rstrip("`")
+    return (prefix + path[1:] if prefix else path), reason
+
+
+def decode_message(data: bytes, *, field: str = "") -> RawMessage:
+    """Decode one message, raising :class:`InvalidMessage` with the field at fault."""
+    try:
+        return _message_decoder.decode(data)
+    except msgspec.ValidationError as error:
+        where, reason = _field_of(error, field)
+        raise InvalidMessage(reason, where) from None
+    except msgspec.DecodeError as error:
+        raise InvalidMessage(f"malformed JSON: {error}", field or "$") from None
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Decode a batch envelope; the messages inside are decoded one by one later."""
+    try:
+        return _batch_decoder.decode(data)
+    except msgspec.ValidationError as error:
+        where, reason = _field_of(error, "")
+        raise InvalidMessage(reason, where) from None
+    except msgspec.DecodeError as error:
+        raise InvalidMessage(f"malformed JSON: {error}", "$") from None
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    return _event_decoder.decode(data)
+
+
+def _id(value: Id, field: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value)  # Segment's libraries send numeric ids as numbers at times
+    if not text.strip():
+        return None
+    if len(text) > 1024:
+        raise InvalidMessage("an id may be at most 1024 characters", field)
+    return text
+
+
+def _auto_message_id(source: str, raw: RawMessage) -> str:
+    """A deterministic id for a message sent without one, so a retry still dedupes."""
+    digest = hashlib.blake2b(source.encode(), digest_size=16)
+    digest.update(msgspec.json.encode(raw))
+    return "auto-" + digest.hexdigest()
+
+
+def normalise(
+    raw: RawMessage,
+    *,
+    received_ms: int,
+    source: str,
+    raw_size: int,
+    type_hint: str | None = None,
+    field: str = "",
+    batch_sent_at: datetime | None = None,
+    batch_context: dict[str, Any] | None = None,
+    batch_integrations: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> Event:
+    """Check ``raw`` against the rules for its type and return the stored event.
+
+    Raises :class:`InvalidMessage` (with the field, prefixed by ``field``) or
+    :class:`PayloadTooLarge`.
+    """
+    at = field + "." if field else ""
+    if raw_size > MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(
+            f"a message may be at most {MAX_MESSAGE_BYTES} bytes, this one is {raw_size}",
+            field or None,
+        )
+    kind = type_hint or raw.type
+    if kind is None:
+        raise InvalidMessage("missing; one of " + ", ".join(sorted(MESSAGE_TYPES)), at + "type")
+    if kind not in MESSAGE_TYPES:
+        raise InvalidMessage(
+            f"unknown type {kind!r}; one of " + ", ".join(sorted(MESSAGE_TYPES)), at + "type"
+        )
+    user_id = _id(raw.user_id, at + "userId")
+    anonymous_id = _id(raw.anonymous_id, at + "anonymousId")
+    previous_id = _id(raw.previous_id, at + "previousId")
+    group_id = _id(raw.group_id, at + "groupId")
+    if kind == "alias":
+        if previous_id is None:
+            raise InvalidMessage("alias needs previousId", at + "previousId")
+        if user_id is None:
+            raise InvalidMessage("alias needs userId", at + "userId")
+    elif user_id is None and anonymous_id is None:
+        raise InvalidMessage("either userId or anonymousId is required", at + "userId")
+    name = raw.event
+    if kind == "track" and (name is None or not name.strip()):
+        raise InvalidMessage("track needs a non-empty event name", at + "event")
+    if kind == "group" and group_id is None:
+        raise InvalidMessage("group needs groupId", at + "groupId")
+
+    context = dict(batch_context) if batch_context else {}
+    if raw.context:
+        context.update(raw.context)
+    if ip and "ip" not in context:
+        context["ip"] = ip
+    integrations = dict(batch_integrations) if batch_integrations else {}
+    if raw.integrations:
+        integrations.update(raw.integrations)
+    traits = raw.traits or {}
+    if not traits and kind == "identify":
+        # RudderStack's clients put identify traits in context.traits.
+        context_traits = context.get("traits")
+        if isinstance(context_traits, dict):
+            traits = context_traits
+
+    client_time = raw.timestamp or raw.original_timestamp
+    sent_at = raw.sent_at or batch_sent_at
+    if client_time is None:
+        event_ms = received_ms
+    elif sent_at is not None:
+        # Segment's skew correction: the client's clock may be wrong, but the
+        # gap between "happened" and "sent" it measured is right.
+        event_ms = received_ms - (to_ms(sent_at) - to_ms(client_time))
+    else:
+        event_ms = to_ms(client_time)
+    try:
+        timestamp = from_ms(event_ms)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidMessage("timestamp out of range", at + "timestamp") from None
+
+    return Event(
+        message_id=raw.message_id or _auto_message_id(source, raw),
+        type=kind,
+        timestamp=timestamp,
+        received_at=from_ms(received_ms),
+        source=source,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        previous_id=previous_id,
+        group_id=group_id,
+        event=name if kind == "track" else None,
+        name=raw.name,
+        category=raw.category,
+        properties=raw.properties or {},
+        traits=traits,
+        context=context,
+        integrations=integrations,
+        original_timestamp=client_time,
+        sent_at=sent_at,
+    )

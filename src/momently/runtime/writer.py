@@ -1,0 +1,106 @@
+"""Group commit: one thread owns the engine and commits many requests at once.
+
+Requests hand their events to :meth:`Writer.submit` and wait on the returned
+future; the writer thread drains everything queued, commits it in one
+transaction (one fsync), and only then resolves the futures. So a request is
+acknowledged exactly when its events are durable, and a burst of requests
+costs one commit, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from momently.engine import Engine, IngestResult
+from momently.errors import Overloaded
+from momently.events import Event
+
+
+class Writer:
+    """The single writer thread in front of an :class:`Engine`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_pending: int = 100_000,
+        max_group: int = 20_000,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if max_pending < 1 or max_group < 1:
+            raise ValueError("max_pending and max_group must be positive")
+        self.engine = engine
+        self.max_pending = max_pending
+        self.max_group = max_group
+        self._on_commit = on_commit
+        self._queue: deque[tuple[Sequence[Event], Future[IngestResult]]] = deque()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="momently-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, events: Sequence[Event]) -> Future[IngestResult]:
+        """Queue events for the next group commit; raises :class:`Overloaded` when full."""
+        future: Future[IngestResult] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the writer is closed")
+            if self._pending and self._pending + len(events) > self.max_pending:
+                raise Overloaded(retry_after=1)
+            self._queue.append((events, future))
+            self._pending += len(events)
+            self._cond.notify()
+        return future
+
+    async def write(self, events: Sequence[Event]) -> IngestResult:
+        """Submit and wait, from asyncio code."""
+        return await asyncio.wrap_future(self.submit(events))
+
+    def _take(self) -> list[tuple[Sequence[Event], Future[IngestResult]]] | None:
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            taken: list[tuple[Sequence[Event], Future[IngestResult]]] = []
+            size = 0
+            while self._queue and (not taken or size + len(self._queue[0][0]) <= self.max_group):
+                item = self._queue.popleft()
+                taken.append(item)
+                size += len(item[0])
+            return taken
+
+    def _run(self) -> None:
+        while (taken := self._take()) is not None:
+            size = sum(len(events) for events, _ in taken)
+            started = time.perf_counter()
+            try:
+                results = self.engine.ingest_groups([events for events, _ in taken])
+            except BaseException as error:  # noqa: BLE001 - every waiter must hear of it
+                for _, future in taken:
+                    future.set_exception(error)
+            else:
+                for (_, future), result in zip(taken, results, strict=True):
+                    future.set_result(result)
+                if self._on_commit is not None:
+                    self._on_commit(size, time.perf_counter() - started)
+            finally:
+                with self._cond:
+                    self._pending -= size
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()

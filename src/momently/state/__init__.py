@@ -1,0 +1,1 @@
+"""Per-customer state: profiles now; windows, counters and journeys later."""

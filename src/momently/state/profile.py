@@ -1,0 +1,314 @@
+"""The customer profile and the pure functions that build it from events.
+
+Every field that can be overwritten keeps the stamp (event time, messageId) of
+the write that set it, and a newer stamp wins. That makes folding events into
+a profile and merging two profiles order-independent: the same events give
+the same profile, whatever order they arrive in and however the profiles were
+split before a merge.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from momently.events import Event
+
+Stamp = tuple[int, str]  # (event time in ms, messageId): a total order on writes
+
+
+class Stamped(msgspec.Struct, array_like=True):
+    value: Any
+    ts: int
+    mid: str
+
+    @property
+    def stamp(self) -> Stamp:
+        return (self.ts, self.mid)
+
+
+class Device(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    type: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    os: str | None = None
+    app: str | None = None
+    token: str | None = None
+    first_seen: int = 0
+    last_seen: int = 0
+
+
+class Consent(msgspec.Struct, kw_only=True):
+    granted: bool
+    source: str
+    ts: int
+    mid: str
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    """Everything momently knows about one canonical customer."""
+
+    customer_id: str
+    created: Stamp
+    user_id: str | None = None
+    traits: dict[str, Stamped] = {}
+    emails: list[str] = []
+    phones: list[str] = []
+    push_tokens: list[str] = []
+    devices: dict[str, Device] = {}
+    timezone: Stamped | None = None
+    locale: Stamped | None = None
+    location: Stamped | None = None
+    consent: dict[str, Consent] = {}
+    first_seen: int = 0
+    last_seen: int = 0
+    counts: dict[str, int] = {}
+    merged_from: list[str] = []
+
+    def to_json(self) -> dict[str, Any]:
+        """The profile as the admin API shows it: plain values, ISO-free ms times."""
+        return {
+            "customerId": self.customer_id,
+            "userId": self.user_id,
+            "traits": {k: v.value for k, v in sorted(self.traits.items())},
+            "addresses": {
+                "email": self.emails,
+                "phone": self.phones,
+                "push": self.push_tokens,
+            },
+            "devices": [msgspec.to_builtins(d) for _, d in sorted(self.devices.items())],
+            "timezone": self.timezone.value if self.timezone else None,
+            "locale": self.locale.value if self.locale else None,
+            "lastLocation": self.location.value if self.location else None,
+            "consent": {
+                k: {"granted": c.granted, "source": c.source, "at": c.ts}
+                for k, c in sorted(self.consent.items())
+            },
+            "firstSeen": self.first_seen,
+            "lastSeen": self.last_seen,
+            "counts": dict(sorted(self.counts.items())),
+            "mergedFrom": sorted(self.merged_from),
+        }
+
+
+_PHONE_JUNK = re.compile(r"[\s().\-]")
+
+
+def normal_email(value: object) -> str | None:
+    """An email as an identity: trimmed and lower-cased, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    email = value.strip().lower()
+    if "@" not in email or len(email) > 320 or email.startswith("@") or email.endswith("@"):
+        return None
+    return email
+
+
+def normal_phone(value: object) -> str | None:
+    """A phone number as an identity: digits with an optional leading +."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    phone = _PHONE_JUNK.sub("", value.strip())
+    digits = phone[1:] if phone.startswith("+") else phone
+    if not digits.isdigit() or not 5 <= len(digits) <= 20:
+        return None
+    return phone
+
+
+def event_traits(event: Event) -> dict[str, Any]:
+    """Traits an event asserts: context.traits under the message's own traits."""
+    context_traits = event.context.get("traits")
+    if isinstance(context_traits, dict) and context_traits:
+        return {**context_traits, **event.traits}
+    return event.traits
+
+
+def new_profile(customer_id: str, event: Event) -> Profile:
+    return Profile(customer_id=customer_id, created=(event.timestamp_ms, event.message_id))
+
+
+def _newer(old: Stamped | None, new: Stamped) -> Stamped:
+    return new if old is None or new.stamp > old.stamp else old
+
+
+def _add_unique(items: list[str], value: str | None) -> list[str]:
+    if value is None or value in items:
+        return items
+    return sorted([*items, value])
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _device(old: Device | None, info: dict[str, Any], ts: int) -> Device:
+    device_id = str(info.get("id"))
+    os_info = info.get("os")
+    fresh = Device(
+        id=device_id,
+        type=_str(info.get("type")),
+        manufacturer=_str(info.get("manufacturer")),
+        model=_str(info.get("model")),
+        os=_str(os_info.get("name")) if isinstance(os_info, dict) else None,
+        app=_str(info.get("app")),
+        token=_str(info.get("token")),
+        first_seen=ts,
+        last_seen=ts,
+    )
+    if old is None:
+        return fresh
+    return merge_devices(old, fresh)
+
+
+def merge_devices(a: Device, b: Device) -> Device:
+    """Fields of the more recently seen record win; first/last seen span both."""
+    old, new = (a, b) if (a.last_seen, a.token or "") <= (b.last_seen, b.token or "") else (b, a)
+    return Device(
+        id=a.id,
+        type=new.type or old.type,
+        manufacturer=new.manufacturer or old.manufacturer,
+        model=new.model or old.model,
+        os=new.os or old.os,
+        app=new.app or old.app,
+        token=new.token or old.token,
+        first_seen=min(a.first_seen, b.first_seen),
+        last_seen=max(a.last_seen, b.last_seen),
+    )
+
+
+def _consent_updates(event: Event) -> dict[str, tuple[bool, str]]:
+    """Consent an event states: Segment's consent preferences, or (un)subscribe events."""
+    updates: dict[str, tuple[bool, str]] = {}
+    consent = event.context.get("consent")
+    if isinstance(consent, dict):
+        prefs = consent.get("categoryPreferences")
+        if isinstance(prefs, dict):
+            for category, granted in prefs.items():
+                if isinstance(granted, bool):
+                    updates[str(category)] = (granted, "context.consent")
+    if event.type == "track" and event.event in ("Unsubscribed", "Subscribed"):
+        channel = event.properties.get("channel")
+        purpose = event.properties.get("purpose", "marketing")
+        key = f"{channel if isinstance(channel, str) and channel else 'email'}:{purpose}"
+        updates[key] = (event.event == "Subscribed", f"event:{event.event}")
+    return updates
+
+
+def apply_event(profile: Profile, event: Event) -> Profile:
+    """Fold one event into a profile and return the new profile (the input is unchanged)."""
+    ts, mid = event.timestamp_ms, event.message_id
+    traits = event_traits(event)
+    new_traits = profile.traits
+    if traits:
+        new_traits = dict(profile.traits)
+        for key, value in traits.items():
+            new_traits[key] = _newer(new_traits.get(key), Stamped(value, ts, mid))
+
+    emails, phones, tokens = profile.emails, profile.phones, profile.push_tokens
+    emails = _add_unique(emails, normal_email(traits.get("email")))
+    phones = _add_unique(phones, normal_phone(traits.get("phone")))
+
+    devices = profile.devices
+    ctx = event.context
+    device_info = ctx.get("device")
+    if isinstance(device_info, dict):
+        tokens = _add_unique(tokens, _str(device_info.get("token")))
+        if device_info.get("id") not in (None, ""):
+            device_id = str(device_info["id"])
+            devices = dict(devices)
+            devices[device_id] = _device(devices.get(device_id), device_info, ts)
+
+    timezone, locale, location = profile.timezone, profile.locale, profile.location
+    if isinstance(ctx.get("timezone"), str) and ctx["timezone"]:
+        timezone = _newer(timezone, Stamped(ctx["timezone"], ts, mid))
+    if isinstance(ctx.get("locale"), str) and ctx["locale"]:
+        locale = _newer(locale, Stamped(ctx["locale"], ts, mid))
+    loc = ctx.get("location")
+    if isinstance(loc, dict) and "latitude" in loc and "longitude" in loc:
+        location = _newer(location, Stamped(loc, ts, mid))
+
+    consent = profile.consent
+    updates = _consent_updates(event)
+    if updates:
+        consent = dict(consent)
+        for key, (granted, source) in updates.items():
+            old = consent.get(key)
+            if old is None or (ts, mid) > (old.ts, old.mid):
+                consent[key] = Consent(granted=granted, source=source, ts=ts, mid=mid)
+
+    counts = dict(profile.counts)
+    counts[event.type] = counts.get(event.type, 0) + 1
+
+    return msgspec.structs.replace(
+        profile,
+        user_id=profile.user_id or event.user_id,
+        traits=new_traits,
+        emails=emails,
+        phones=phones,
+        push_tokens=tokens,
+        devices=devices,
+        timezone=timezone,
+        locale=locale,
+        location=location,
+        consent=consent,
+        first_seen=min(profile.first_seen, ts) if profile.first_seen else ts,
+        last_seen=max(profile.last_seen, ts),
+        counts=counts,
+    )
+
+
+def _newer_opt(a: Stamped | None, b: Stamped | None) -> Stamped | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return _newer(a, b)
+
+
+def merge_profiles(winner: Profile, loser: Profile) -> Profile:
+    """One profile from two that turned out to be the same customer.
+
+    The result keeps ``winner``'s id; everything else is symmetric.
+    """
+    if winner.user_id and loser.user_id and winner.user_id != loser.user_id:
+        raise ValueError("two customers with different userIds are never merged")
+    traits = dict(winner.traits)
+    for key, value in loser.traits.items():
+        traits[key] = _newer(traits.get(key), value) if key in traits else value
+    devices = dict(winner.devices)
+    for device_id, device in loser.devices.items():
+        devices[device_id] = (
+            merge_devices(devices[device_id], device) if device_id in devices else device
+        )
+    consent = dict(winner.consent)
+    for key, state in loser.consent.items():
+        old = consent.get(key)
+        if old is None or (state.ts, state.mid) > (old.ts, old.mid):
+            consent[key] = state
+    counts = dict(winner.counts)
+    for key, n in loser.counts.items():
+        counts[key] = counts.get(key, 0) + n
+    firsts = [p.first_seen for p in (winner, loser) if p.first_seen]
+    return Profile(
+        customer_id=winner.customer_id,
+        created=min(winner.created, loser.created),
+        user_id=winner.user_id or loser.user_id,
+        traits=traits,
+        emails=sorted(set(winner.emails) | set(loser.emails)),
+        phones=sorted(set(winner.phones) | set(loser.phones)),
+        push_tokens=sorted(set(winner.push_tokens) | set(loser.push_tokens)),
+        devices=devices,
+        timezone=_newer_opt(winner.timezone, loser.timezone),
+        locale=_newer_opt(winner.locale, loser.locale),
+        location=_newer_opt(winner.location, loser.location),
+        consent=consent,
+        first_seen=min(firsts) if firsts else 0,
+        last_seen=max(winner.last_seen, loser.last_seen),
+        counts=counts,
+        merged_from=sorted({*winner.merged_from, *loser.merged_from, loser.customer_id}),
+    )

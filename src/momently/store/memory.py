@@ -1,0 +1,86 @@
+"""The in-memory store: the default for tests, and the reference the others must match."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Sequence
+
+from momently.events import Event
+from momently.state.profile import Profile
+from momently.types import Changes, IdentityKey, LogRecord
+
+
+class MemoryStore:
+    """Everything in dicts and lists; ``commit`` is atomic because it cannot fail half-way."""
+
+    def __init__(self) -> None:
+        self._log: list[LogRecord] = []
+        self._messages: set[str] = set()
+        self._by_customer: dict[str, list[int]] = defaultdict(list)
+        self._identities: dict[IdentityKey, str] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._merged: dict[str, str] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        return cls()
+
+    def commit(self, records: Sequence[tuple[str, Event]], changes: Changes) -> list[int]:
+        fresh = [(c, e) for c, e in records if e.message_id not in self._messages]
+        if len(fresh) != len(records) or len({e.message_id for _, e in records}) != len(records):
+            raise ValueError("commit takes only messages the log has not seen, once each")
+        seqs = []
+        for customer_id, event in fresh:
+            seq = len(self._log) + 1
+            self._log.append(LogRecord(seq, customer_id, event))
+            self._messages.add(event.message_id)
+            self._by_customer[customer_id].append(seq)
+            seqs.append(seq)
+        self._identities.update(changes.identities)
+        self._profiles.update(changes.profiles)
+        for loser, winner in changes.merged.items():
+            self._profiles.pop(loser, None)
+            self._merged[loser] = winner
+            for old, target in list(self._merged.items()):
+                if target == loser:
+                    self._merged[old] = winner
+        return seqs
+
+    def known_messages(self, message_ids: Sequence[str]) -> set[str]:
+        return {m for m in message_ids if m in self._messages}
+
+    def owner(self, key: IdentityKey) -> str | None:
+        return self._identities.get(key)
+
+    def profile(self, customer_id: str) -> Profile | None:
+        return self._profiles.get(customer_id)
+
+    def canonical(self, customer_id: str) -> str | None:
+        if customer_id in self._profiles:
+            return customer_id
+        return self._merged.get(customer_id)
+
+    def identities(self, customer_id: str) -> list[IdentityKey]:
+        return sorted(k for k, c in self._identities.items() if c == customer_id)
+
+    def _members(self, customer_id: str) -> list[str]:
+        return [customer_id, *(old for old, new in self._merged.items() if new == customer_id)]
+
+    def customer_events(self, customer_id: str, after: int, limit: int) -> list[LogRecord]:
+        seqs = sorted(s for m in self._members(customer_id) for s in self._by_customer.get(m, []))
+        start = bisect.bisect_right(seqs, after)
+        return [self._log[s - 1] for s in seqs[start : start + limit]]
+
+    def read_log(self, after: int, limit: int) -> list[LogRecord]:
+        return self._log[after : after + limit]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "events": len(self._log),
+            "customers": len(self._profiles),
+            "identities": len(self._identities),
+        }
+
+    def close(self) -> None:
+        pass

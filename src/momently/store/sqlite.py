@@ -1,0 +1,217 @@
+"""The embedded store: one SQLite file in WAL mode holds the log and the state.
+
+One connection writes (the engine's writer thread); every other thread reads
+through a connection of its own, which WAL lets run beside the writer.
+``commit`` is one transaction, so a ``kill -9`` leaves either all of a group
+commit or none of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlparse
+
+import msgspec
+
+from momently.errors import ConfigError
+from momently.events import Event, decode_event, encode_event
+from momently.state.profile import Profile
+from momently.types import Changes, IdentityKey, LogRecord
+
+SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, seq);
+CREATE TABLE IF NOT EXISTS identities (
+    kind TEXT NOT NULL, value TEXT NOT NULL, customer_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identities_by_customer ON identities (customer_id);
+CREATE TABLE IF NOT EXISTS profiles (
+    customer_id TEXT PRIMARY KEY, body BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS merges (loser TEXT PRIMARY KEY, winner TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS merges_by_winner ON merges (winner);
+"""
+
+_profile_encoder = msgspec.msgpack.Encoder()
+_profile_decoder = msgspec.msgpack.Decoder(Profile)
+
+
+class SqliteStore:
+    """The log, identities, profiles and merges in one SQLite database."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ConfigError(f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}")
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        row = self._writer.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{self.path} has schema {row[0]}, this momently reads {SCHEMA_VERSION}"
+            )
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        parsed = urlparse(url)
+        path = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
+        if not path:
+            raise ConfigError(f"{url!r} names no file; use sqlite:///path/to/momently.db")
+        return cls(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that must see one state of the database."""
+        conn = self._reader
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def commit(self, records: Sequence[tuple[str, Event]], changes: Changes) -> list[int]:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seqs = []
+            for customer_id, event in records:
+                cursor = conn.execute(
+                    "INSERT INTO events (message_id, customer_id, ts_ms, payload) VALUES (?,?,?,?)",
+                    (event.message_id, customer_id, event.timestamp_ms, encode_event(event)),
+                )
+                seqs.append(int(cursor.lastrowid or 0))
+            if changes.identities:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO identities (kind, value, customer_id) VALUES (?,?,?)",
+                    [(k, v, c) for (k, v), c in changes.identities.items()],
+                )
+            if changes.profiles:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO profiles (customer_id, body) VALUES (?,?)",
+                    [(c, _profile_encoder.encode(p)) for c, p in changes.profiles.items()],
+                )
+            for loser, winner in changes.merged.items():
+                conn.execute("DELETE FROM profiles WHERE customer_id = ?", (loser,))
+                conn.execute("UPDATE merges SET winner = ? WHERE winner = ?", (winner, loser))
+                conn.execute(
+                    "INSERT OR REPLACE INTO merges (loser, winner) VALUES (?,?)", (loser, winner)
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return seqs
+
+    def known_messages(self, message_ids: Sequence[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        marks = ",".join("?" * len(message_ids))
+        rows = self._reader.execute(
+            f"SELECT message_id FROM events WHERE message_id IN ({marks})",  # noqa: S608
+            list(message_ids),
+        )
+        return {row[0] for row in rows}
+
+    def owner(self, key: IdentityKey) -> str | None:
+        row = self._reader.execute(
+            "SELECT customer_id FROM identities WHERE kind = ? AND value = ?", key
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def profile(self, customer_id: str) -> Profile | None:
+        row = self._reader.execute(
+            "SELECT body FROM profiles WHERE customer_id = ?", (customer_id,)
+        ).fetchone()
+        return None if row is None else _profile_decoder.decode(row[0])
+
+    def canonical(self, customer_id: str) -> str | None:
+        with self._snapshot() as conn:
+            if conn.execute(
+                "SELECT 1 FROM profiles WHERE customer_id = ?", (customer_id,)
+            ).fetchone():
+                return customer_id
+            row = conn.execute(
+                "SELECT winner FROM merges WHERE loser = ?", (customer_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+    def identities(self, customer_id: str) -> list[IdentityKey]:
+        rows = self._reader.execute(
+            "SELECT kind, value FROM identities WHERE customer_id = ? ORDER BY kind, value",
+            (customer_id,),
+        )
+        return [(str(k), str(v)) for k, v in rows]
+
+    def customer_events(self, customer_id: str, after: int, limit: int) -> list[LogRecord]:
+        with self._snapshot() as conn:
+            members = [customer_id] + [
+                str(r[0])
+                for r in conn.execute("SELECT loser FROM merges WHERE winner = ?", (customer_id,))
+            ]
+            marks = ",".join("?" * len(members))
+            rows = conn.execute(
+                "SELECT seq, customer_id, payload FROM events"  # noqa: S608
+                f" WHERE customer_id IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?",
+                [*members, after, limit],
+            ).fetchall()
+        return [LogRecord(int(s), str(c), decode_event(p)) for s, c, p in rows]
+
+    def read_log(self, after: int, limit: int) -> list[LogRecord]:
+        rows = self._reader.execute(
+            "SELECT seq, customer_id, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [LogRecord(int(s), str(c), decode_event(p)) for s, c, p in rows]
+
+    def stats(self) -> dict[str, int]:
+        with self._snapshot() as conn:
+            events = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            customers = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
+            identities = conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0]
+        return {"events": int(events), "customers": int(customers), "identities": int(identities)}
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()

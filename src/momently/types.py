@@ -1,0 +1,57 @@
+"""Type aliases and Protocols shared across momently; nothing else lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from momently.events import Event
+from momently.state.profile import Profile
+
+IdentityKey = tuple[str, str]
+
+
+class LogRecord(msgspec.Struct, frozen=True):
+    """One event in the log: its position, the customer it went to, the event."""
+
+    seq: int
+    customer_id: str
+    event: Event
+
+
+class Changes(msgspec.Struct):
+    """State written in the same transaction as the events that caused it."""
+
+    profiles: dict[str, Profile] = {}
+    identities: dict[IdentityKey, str] = {}
+    merged: dict[str, str] = {}  # loser customer id -> winner
+
+
+class Store(Protocol):
+    """Where the log and the state derived from it live.
+
+    ``commit`` is the one write: it appends events (each a new ``messageId``)
+    and applies their state changes atomically, all or nothing.
+    """
+
+    def commit(self, records: Sequence[tuple[str, Event]], changes: Changes) -> list[int]: ...
+
+    def known_messages(self, message_ids: Sequence[str]) -> set[str]: ...
+
+    def owner(self, key: IdentityKey) -> str | None: ...
+
+    def profile(self, customer_id: str) -> Profile | None: ...
+
+    def canonical(self, customer_id: str) -> str | None: ...
+
+    def identities(self, customer_id: str) -> list[IdentityKey]: ...
+
+    def customer_events(self, customer_id: str, after: int, limit: int) -> list[LogRecord]: ...
+
+    def read_log(self, after: int, limit: int) -> list[LogRecord]: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...

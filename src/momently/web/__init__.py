@@ -1,0 +1,1 @@
+"""The HTTP surface: admin API (and later the dashboard) around the engine."""

@@ -1,0 +1,111 @@
+"""The admin read API: profiles, a customer's events, health and stats."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from momently.errors import InvalidInput, Unauthorized
+from momently.identity import KINDS
+from momently.runtime.writer import Writer
+from momently.state.profile import normal_email, normal_phone
+from momently.types import Store
+from momently.web import models
+
+
+class NotFound(InvalidInput):
+    status = 404
+
+
+_bearer = HTTPBearer(auto_error=False, description="the admin key")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.Error, "description": "missing or wrong admin key"},
+    404: {"model": models.Error, "description": "no such customer"},
+}
+
+
+def find_customer(store: Store, identifier: str) -> str:
+    """The canonical customer behind any identifier: customer id, userId, anonymousId,
+    device id, email or phone."""
+    customer = store.canonical(identifier)
+    if customer is not None:
+        return customer
+    candidates = {kind: identifier for kind in KINDS}
+    candidates["email"] = normal_email(identifier) or identifier
+    candidates["phone"] = normal_phone(identifier) or identifier
+    for kind in KINDS:
+        owner = store.owner((kind, candidates[kind]))
+        if owner is not None:
+            return store.canonical(owner) or owner
+    raise NotFound(f"no customer is known by {identifier!r}", "id")
+
+
+def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRouter:
+    """The admin API; every route but health needs ``Authorization: Bearer <admin key>``."""
+
+    def require_admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if admin_key is None:
+            raise Unauthorized("the admin API is off: start the server with an admin key")
+        if credentials is None or not hmac.compare_digest(
+            credentials.credentials.encode(), admin_key.encode()
+        ):
+            raise Unauthorized("missing or wrong admin key", "Authorization")
+
+    open_routes = APIRouter(tags=["admin"])
+    router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)], responses=_ERRORS)
+
+    @open_routes.get("/api/health", response_model=models.Health)
+    def health() -> models.Health:
+        """200 when the engine is up and taking events."""
+        return models.Health(status="ok", pending=writer.pending)
+
+    @router.get("/api/stats", response_model=models.Stats)
+    def stats() -> models.Stats:
+        """How many events, customers and identities the store holds."""
+        return models.Stats(**store.stats())
+
+    @router.get("/api/profiles/{id}", response_model=models.Profile)
+    def profile(id: str) -> dict[str, Any]:  # noqa: A002 - the path names it id
+        """The merged profile of the customer known by ``id`` (any identifier)."""
+        customer = find_customer(store, id)
+        found = store.profile(customer)
+        if found is None:
+            raise NotFound(f"no customer is known by {id!r}", "id")
+        body = found.to_json()
+        body["identities"] = [{"kind": k, "value": v} for k, v in store.identities(customer)]
+        return body
+
+    @router.get("/api/events", response_model=models.EventPage)
+    def events(
+        customer: Annotated[str, Query(description="any identifier of the customer")],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(description="`next` from the previous page")] = None,
+    ) -> dict[str, Any]:
+        """The customer's stored events, in log order, a page at a time."""
+        after = 0
+        if cursor:
+            if not cursor.isdigit() or len(cursor) > 18:
+                raise InvalidInput("not a cursor this API gave out", "cursor")
+            after = int(cursor)
+        customer_id = find_customer(store, customer)
+        records = store.customer_events(customer_id, after, limit + 1)
+        page = records[:limit]
+        return {
+            "customerId": customer_id,
+            "events": [
+                {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
+                for r in page
+            ],
+            "next": str(page[-1].seq) if len(records) > limit else None,
+        }
+
+    combined = APIRouter()
+    combined.include_router(open_routes)
+    combined.include_router(router)
+    return combined

@@ -1,0 +1,69 @@
+"""Pydantic models of the admin API's answers: they are what /openapi.json documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Error(BaseModel):
+    error: str
+    reason: str
+    field: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    pending: int
+
+
+class Stats(BaseModel):
+    events: int
+    customers: int
+    identities: int
+
+
+class Identity(BaseModel):
+    kind: str
+    value: str
+
+
+class Profile(BaseModel):
+    """A merged customer profile with every identity that resolves to it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customerId: str  # noqa: N815 - the wire format is camelCase, as Segment's is
+    userId: str | None
+    traits: dict[str, Any]
+    addresses: dict[str, list[str]]
+    devices: list[dict[str, Any]]
+    timezone: str | None
+    locale: str | None
+    lastLocation: dict[str, Any] | None  # noqa: N815
+    consent: dict[str, dict[str, Any]]
+    firstSeen: int  # noqa: N815
+    lastSeen: int  # noqa: N815
+    counts: dict[str, int]
+    mergedFrom: list[str]  # noqa: N815
+    identities: list[Identity]
+
+
+class StoredEvent(BaseModel):
+    """An event as the log holds it (Segment's fields), with its position in the log."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    customerId: str  # noqa: N815
+    messageId: str  # noqa: N815
+    type: str
+    timestamp: str
+    receivedAt: str  # noqa: N815
+
+
+class EventPage(BaseModel):
+    customerId: str  # noqa: N815
+    events: list[StoredEvent]
+    next: str | None
