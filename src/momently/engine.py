@@ -29,6 +29,10 @@ class IngestResult:
     duplicates: int
 
 
+def _no_owner(key: IdentityKey) -> None:
+    return None
+
+
 class _Pending:
     """State changed by events not yet committed, layered over the engine's caches."""
 
@@ -69,10 +73,15 @@ class Engine:
         self._cache_size = cache_size
         self._owners: dict[IdentityKey, str] = {}
         self._profiles: dict[str, Profile] = {}
+        # Keys the store was just asked about and does not know: valid only inside
+        # one ingest_groups, before its commit binds any of them.
+        self._unowned: set[IdentityKey] = set()
 
     def owner(self, key: IdentityKey) -> str | None:
         found = self._owners.get(key)
         if found is None:
+            if key in self._unowned:
+                return None
             found = self.store.owner(key)
             if found is not None:
                 self._remember(self._owners, key, found)
@@ -99,20 +108,59 @@ class Engine:
 
     def ingest_groups(self, groups: Sequence[Sequence[Event]]) -> list[IngestResult]:
         """Like :meth:`ingest` for several submissions in one commit (group commit)."""
+        try:
+            return self._ingest_groups(groups)
+        finally:
+            self._unowned.clear()
+
+    def _prefetch(self, keys: set[IdentityKey]) -> None:
+        """Load owners and profiles behind ``keys`` in a few queries, not one per key."""
+        missing = [k for k in keys if k not in self._owners]
+        if missing:
+            found = self.store.owners(missing)
+            for key in missing:
+                customer = found.get(key)
+                if customer is None:
+                    self._unowned.add(key)
+                else:
+                    self._remember(self._owners, key, customer)
+        customers = {
+            c for k in keys if (c := self._owners.get(k)) is not None and c not in self._profiles
+        }
+        if customers:
+            for customer, profile in self.store.profiles(sorted(customers)).items():
+                self._remember(self._profiles, customer, profile)
+
+    def _ingest_groups(self, groups: Sequence[Sequence[Event]]) -> list[IngestResult]:
         all_ids = [e.message_id for group in groups for e in group]
         seen: set[str] = set()
         for start in range(0, len(all_ids), 500):
             seen |= self.store.known_messages(all_ids[start : start + 500])
+        # An event's keys depend on the owners only for an alias (see identity_keys),
+        # so the others are worked out once here and their owners fetched together.
+        planned: list[list[IdentityKey] | None] = []
+        wanted: set[IdentityKey] = set()
+        for group in groups:
+            for event in group:
+                if event.type == "alias" or event.message_id in seen:
+                    planned.append(None)
+                    continue
+                keys = identity_keys(event, _no_owner)
+                planned.append(keys)
+                wanted.update(keys)
+        self._prefetch(wanted)
         pending = _Pending(self)
         records: list[tuple[str, Event]] = []
         results = []
+        plans = iter(planned)
         for group in groups:
             accepted = 0
             for event in group:
+                plan = next(plans)
                 if event.message_id in seen:
                     continue
                 seen.add(event.message_id)
-                records.append((self._apply(pending, event), event))
+                records.append((self._apply(pending, event, plan), event))
                 accepted += 1
             results.append(IngestResult(accepted, len(group) - accepted))
         if records:
@@ -125,8 +173,9 @@ class Engine:
                 self._remember(self._profiles, customer, profile)
         return results
 
-    def _apply(self, pending: _Pending, event: Event) -> str:
-        keys = identity_keys(event, pending.owner)
+    def _apply(self, pending: _Pending, event: Event, keys: list[IdentityKey] | None) -> str:
+        if keys is None:
+            keys = identity_keys(event, pending.owner)
         resolution = resolve(keys, pending.owner, pending.user_of)
         if resolution.customer_id is None:
             customer = new_customer_id(event.message_id)

@@ -14,7 +14,7 @@ batch-level ``context`` folded in and a ``messageId`` guaranteed.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -24,6 +24,10 @@ from momently.errors import InvalidMessage, PayloadTooLarge
 MAX_MESSAGE_BYTES: Final = 32 * 1024
 MAX_BATCH_BYTES: Final = 500 * 1024
 MESSAGE_TYPES: Final = frozenset({"track", "identify", "page", "screen", "alias", "group"})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS: Final = timedelta(milliseconds=1)
+# Deeper JSON is refused: the admin API's serialisers cannot write it back out.
+MAX_DEPTH: Final = 64
 
 Id = str | int | None
 
@@ -101,7 +105,8 @@ def to_ms(moment: datetime) -> int:
     """Milliseconds since the epoch; a naive datetime is taken as UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: ``timestamp() * 1000`` is a float and reads .001 s as 0 ms.
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def from_ms(ms: int) -> datetime:
@@ -114,8 +119,10 @@ def _field_of(error: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
     reason, sep, where = text.rpartition(" - at `")
     if not sep:
         return prefix or "$", text
-    path = where.rstrip("`")
-    return (prefix + path[1:] if prefix else path), reason
+    path = where.rstrip("`")[1:]  # drop msgspec's leading "$"
+    if prefix:
+        return prefix + path, reason
+    return path.removeprefix(".") or "$", reason
 
 
 def decode_message(data: bytes, *, field: str = "") -> RawMessage:
@@ -127,6 +134,10 @@ def decode_message(data: bytes, *, field: str = "") -> RawMessage:
         raise InvalidMessage(reason, where) from None
     except msgspec.DecodeError as error:
         raise InvalidMessage(f"malformed JSON: {error}", field or "$") from None
+    except RecursionError:
+        raise InvalidMessage("JSON is nested too deeply", field or "$") from None
+    except UnicodeDecodeError as error:
+        raise InvalidMessage(f"malformed JSON: not UTF-8: {error.reason}", field or "$") from None
 
 
 def decode_batch(data: bytes) -> Batch:
@@ -138,6 +149,37 @@ def decode_batch(data: bytes) -> Batch:
         raise InvalidMessage(reason, where) from None
     except msgspec.DecodeError as error:
         raise InvalidMessage(f"malformed JSON: {error}", "$") from None
+    except RecursionError:
+        raise InvalidMessage("JSON is nested too deeply", "$") from None
+    except UnicodeDecodeError as error:
+        raise InvalidMessage(f"malformed JSON: not UTF-8: {error.reason}", "$") from None
+
+
+def _check_depth(value: object, field: str) -> None:
+    """Refuse a value nested more than :data:`MAX_DEPTH` levels deep (the value is level 1)."""
+    if isinstance(value, dict | list) and _too_deep(value, 1):
+        raise InvalidMessage(f"nested more than {MAX_DEPTH} levels deep", field)
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def _too_deep(value: dict[Any, Any] | list[Any], depth: int) -> bool:
+    """Whether anything inside ``value`` (a container at ``depth``) is past :data:`MAX_DEPTH`.
+
+    On the hot path of every message: it recurses only into containers and
+    tells scalars (all JSON leaves) apart by exact type before any isinstance.
+    """
+    children = value.values() if isinstance(value, dict) else value
+    if depth >= MAX_DEPTH:
+        return len(children) > 0  # the children sit at depth + 1
+    for child in children:
+        kind = type(child)
+        if kind in _SCALARS:
+            continue
+        if isinstance(child, dict | list) and _too_deep(child, depth + 1):
+            return True
+    return False
 
 
 def encode_event(event: Event) -> bytes:
@@ -159,10 +201,16 @@ def _id(value: Id, field: str) -> str | None:
     return text
 
 
-def _auto_message_id(source: str, raw: RawMessage) -> str:
-    """A deterministic id for a message sent without one, so a retry still dedupes."""
+def _auto_message_id(source: str, kind: str, raw: RawMessage) -> str:
+    """A deterministic id for a message sent without one, so a retry still dedupes.
+
+    ``sentAt`` and the write key are left out: a client may re-stamp them on a retry.
+    The type is the one the message is stored as, so one body posted to two
+    endpoints (``/v1/page`` and ``/v1/screen``) is two events, not a retry.
+    """
     digest = hashlib.blake2b(source.encode(), digest_size=16)
-    digest.update(msgspec.json.encode(raw))
+    stable = msgspec.structs.replace(raw, type=kind, sent_at=None, write_key=None)
+    digest.update(msgspec.json.encode(stable))
     return "auto-" + digest.hexdigest()
 
 
@@ -229,6 +277,15 @@ def normalise(
         if isinstance(context_traits, dict):
             traits = context_traits
 
+    properties = raw.properties or {}
+    for part, value in (
+        ("properties", properties),
+        ("traits", traits),
+        ("context", context),
+        ("integrations", integrations),
+    ):
+        _check_depth(value, at + part)
+
     client_time = raw.timestamp or raw.original_timestamp
     sent_at = raw.sent_at or batch_sent_at
     if client_time is None:
@@ -245,7 +302,7 @@ def normalise(
         raise InvalidMessage("timestamp out of range", at + "timestamp") from None
 
     return Event(
-        message_id=raw.message_id or _auto_message_id(source, raw),
+        message_id=_id(raw.message_id, at + "messageId") or _auto_message_id(source, kind, raw),
         type=kind,
         timestamp=timestamp,
         received_at=from_ms(received_ms),
@@ -257,7 +314,7 @@ def normalise(
         event=name if kind == "track" else None,
         name=raw.name,
         category=raw.category,
-        properties=raw.properties or {},
+        properties=properties,
         traits=traits,
         context=context,
         integrations=integrations,

@@ -232,4 +232,5 @@ class _AllRejected(InvalidMessage):
         self.rejected = rejected
 
     def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "rejected": self.rejected}
+        # Clients see the public name from the error hierarchy, not this private class.
+        return {**super().to_json(), "error": "InvalidMessage", "rejected": self.rejected}

@@ -76,6 +76,10 @@ class Writer:
             size = 0
             while self._queue and (not taken or size + len(self._queue[0][0]) <= self.max_group):
                 item = self._queue.popleft()
+                # Running futures cannot be cancelled any more (asyncio cancels the
+                # future of a request that was cancelled); ones cancelled already
+                # still have their events committed, but nobody is told.
+                item[1].set_running_or_notify_cancel()
                 taken.append(item)
                 size += len(item[0])
             return taken
@@ -87,16 +91,23 @@ class Writer:
             try:
                 results = self.engine.ingest_groups([events for events, _ in taken])
             except BaseException as error:  # noqa: BLE001 - every waiter must hear of it
+                self._release(size)
                 for _, future in taken:
-                    future.set_exception(error)
+                    if not future.cancelled():
+                        future.set_exception(error)
             else:
+                # Room is freed before anyone hears back, so a client that sends its
+                # next request on the answer is not refused for its own last one.
+                self._release(size)
                 for (_, future), result in zip(taken, results, strict=True):
-                    future.set_result(result)
+                    if not future.cancelled():
+                        future.set_result(result)
                 if self._on_commit is not None:
                     self._on_commit(size, time.perf_counter() - started)
-            finally:
-                with self._cond:
-                    self._pending -= size
+
+    def _release(self, size: int) -> None:
+        with self._cond:
+            self._pending -= size
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""

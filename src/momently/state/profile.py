@@ -121,11 +121,16 @@ def normal_phone(value: object) -> str | None:
 
 
 def event_traits(event: Event) -> dict[str, Any]:
-    """Traits an event asserts: context.traits under the message's own traits."""
+    """Traits an event asserts of the user: context.traits under the message's own traits.
+
+    A group call's own traits describe the group (a company's name, its billing
+    email), not the user, so only its context.traits count.
+    """
+    own = {} if event.type == "group" else event.traits
     context_traits = event.context.get("traits")
     if isinstance(context_traits, dict) and context_traits:
-        return {**context_traits, **event.traits}
-    return event.traits
+        return {**context_traits, **own}
+    return own
 
 
 def new_profile(customer_id: str, event: Event) -> Profile:

@@ -56,6 +56,12 @@ class MemoryStore:
     def profile(self, customer_id: str) -> Profile | None:
         return self._profiles.get(customer_id)
 
+    def owners(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, str]:
+        return {k: c for k in keys if (c := self._identities.get(k)) is not None}
+
+    def profiles(self, customer_ids: Sequence[str]) -> dict[str, Profile]:
+        return {c: p for c in customer_ids if (p := self._profiles.get(c)) is not None}
+
     def canonical(self, customer_id: str) -> str | None:
         if customer_id in self._profiles:
             return customer_id

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlparse
 
 import msgspec
@@ -46,8 +46,40 @@ CREATE TABLE IF NOT EXISTS merges (loser TEXT PRIMARY KEY, winner TEXT NOT NULL)
 CREATE INDEX IF NOT EXISTS merges_by_winner ON merges (winner);
 """
 
+# Rows go in as multi-row INSERTs of at most this many parameters (under SQLite's
+# oldest limit of 999): the sqlite3 module releases the GIL around every statement
+# step, and on a busy server each release costs the writer a wait for the GIL, so
+# one statement per few hundred rows beats executemany's one step per row.
+_MAX_PARAMS: Final = 996
+_Row = tuple[Any, ...]
+_T = TypeVar("_T")
+
 _profile_encoder = msgspec.msgpack.Encoder()
 _profile_decoder = msgspec.msgpack.Decoder(Profile)
+
+
+def _slices(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert(conn: sqlite3.Connection, head: str, rows: list[_Row]) -> list[int]:
+    """``head VALUES (...),(...)`` for all ``rows``, a few statements in all; their rowids.
+
+    With one writer, no deletes and a plain rowid, the rows of one statement
+    take the next rowids in order and ``lastrowid`` is the last of them.
+    """
+    if not rows:
+        return []
+    width = len(rows[0])
+    size = _MAX_PARAMS // width
+    marks = "(" + ",".join("?" * width) + ")"
+    rowids: list[int] = []
+    for chunk in _slices(rows, size):
+        sql = f"{head} VALUES {','.join([marks] * len(chunk))}"  # placeholders only
+        last = int(conn.execute(sql, [value for row in chunk for value in row]).lastrowid or 0)
+        rowids.extend(range(last - len(chunk) + 1, last + 1))
+    return rowids
 
 
 class SqliteStore:
@@ -110,26 +142,20 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     def commit(self, records: Sequence[tuple[str, Event]], changes: Changes) -> list[int]:
+        log = [
+            (e.message_id, customer_id, e.timestamp_ms, encode_event(e))
+            for customer_id, e in records
+        ]
+        ids = [(k, v, c) for (k, v), c in changes.identities.items()]
+        profiles = [(c, _profile_encoder.encode(p)) for c, p in changes.profiles.items()]
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            seqs = []
-            for customer_id, event in records:
-                cursor = conn.execute(
-                    "INSERT INTO events (message_id, customer_id, ts_ms, payload) VALUES (?,?,?,?)",
-                    (event.message_id, customer_id, event.timestamp_ms, encode_event(event)),
-                )
-                seqs.append(int(cursor.lastrowid or 0))
-            if changes.identities:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO identities (kind, value, customer_id) VALUES (?,?,?)",
-                    [(k, v, c) for (k, v), c in changes.identities.items()],
-                )
-            if changes.profiles:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO profiles (customer_id, body) VALUES (?,?)",
-                    [(c, _profile_encoder.encode(p)) for c, p in changes.profiles.items()],
-                )
+            seqs = _insert(
+                conn, "INSERT INTO events (message_id, customer_id, ts_ms, payload)", log
+            )
+            _insert(conn, "INSERT OR REPLACE INTO identities (kind, value, customer_id)", ids)
+            _insert(conn, "INSERT OR REPLACE INTO profiles (customer_id, body)", profiles)
             for loser, winner in changes.merged.items():
                 conn.execute("DELETE FROM profiles WHERE customer_id = ?", (loser,))
                 conn.execute("UPDATE merges SET winner = ? WHERE winner = ?", (winner, loser))
@@ -163,6 +189,32 @@ class SqliteStore:
             "SELECT body FROM profiles WHERE customer_id = ?", (customer_id,)
         ).fetchone()
         return None if row is None else _profile_decoder.decode(row[0])
+
+    def owners(self, keys: Sequence[IdentityKey]) -> dict[IdentityKey, str]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in keys:
+            by_kind.setdefault(kind, []).append(value)
+        found: dict[IdentityKey, str] = {}
+        for kind, values in by_kind.items():
+            for part in _slices(values, _MAX_PARAMS - 1):
+                rows = self._reader.execute(
+                    "SELECT value, customer_id FROM identities"  # noqa: S608
+                    f" WHERE kind = ? AND value IN ({','.join('?' * len(part))})",
+                    [kind, *part],
+                )
+                found.update({(kind, str(v)): str(c) for v, c in rows})
+        return found
+
+    def profiles(self, customer_ids: Sequence[str]) -> dict[str, Profile]:
+        found: dict[str, Profile] = {}
+        for part in _slices(customer_ids, _MAX_PARAMS):
+            rows = self._reader.execute(
+                "SELECT customer_id, body FROM profiles"  # noqa: S608
+                f" WHERE customer_id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update({str(c): _profile_decoder.decode(b) for c, b in rows})
+        return found
 
     def canonical(self, customer_id: str) -> str | None:
         with self._snapshot() as conn:

@@ -90,7 +90,7 @@ def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRout
         """The customer's stored events, in log order, a page at a time."""
         after = 0
         if cursor:
-            if not cursor.isdigit() or len(cursor) > 18:
+            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
                 raise InvalidInput("not a cursor this API gave out", "cursor")
             after = int(cursor)
         customer_id = find_customer(store, customer)

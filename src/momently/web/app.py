@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -67,6 +68,20 @@ def create_app(
             {"error": "Overloaded", "reason": str(error)},
             429,
             headers={"Retry-After": str(error.retry_after)},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, error: RequestValidationError) -> Response:
+        # FastAPI's own answer is {"detail": [...]}; keep the one error shape everywhere.
+        first = error.errors()[0] if error.errors() else {}
+        loc = [str(part) for part in first.get("loc", ())]
+        return json_response(
+            {
+                "error": "InvalidInput",
+                "reason": str(first.get("msg", "invalid request")),
+                "field": ".".join(loc[1:]) or ".".join(loc) or "$",
+            },
+            422,
         )
 
     @app.exception_handler(StarletteHTTPException)
