@@ -23,7 +23,7 @@ from momently.web.app import create_app
 
 WRITE_KEY = "test-write-key"
 ADMIN_KEY = "test-admin-key"
-START = 1_790_000_000_000  # 2026-09-21T13:33:20Z, the fake clock's start
+START = 1_790_000_000_000  # 2026-09-21T14:13:20Z, the fake clock's start
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from momently.engine import Engine, IngestResult
-from momently.errors import Overloaded, PayloadTooLarge
+from momently.errors import Overloaded, PayloadTooLarge, error_body
 from momently.events import MAX_BATCH_BYTES, MAX_DEPTH, MAX_MESSAGE_BYTES, Event, from_ms, to_ms
 from momently.ingest.body import read_limited
 from momently.runtime.writer import Writer
@@ -608,11 +608,14 @@ def test_events_bad_cursor_is_400(app: App, cursor: str) -> None:
     assert_error(answer, 400, "InvalidInput", "cursor")
 
 
-@pytest.mark.parametrize("path", ["/api/events?customer=nobody", "/api/profiles/nobody"])
-def test_unknown_customer_is_404(app: App, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/api/events?customer=nobody", "customer"), ("/api/profiles/nobody", "id")],
+)
+def test_unknown_customer_is_404(app: App, path: str, field: str) -> None:
     assert post(app, "/v1/track", {**TRACK, "userId": "u1"}).status_code == 200
     answer = app.client.get(path, headers=app.admin)
-    assert_error(answer, 404, "NotFound", "id")
+    assert_error(answer, 404, "NotFound", field)
 
 
 @pytest.mark.parametrize(
@@ -642,9 +645,11 @@ def test_batch_keeps_good_messages_and_lists_bad_ones(app: App) -> None:
         {"type": "track", "userId": "u1", "event": "First", "messageId": "m1"},
         {"type": "track", "userId": BAD_USER, "messageId": "m2"},  # no event
         {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "m3"},
-        padded({"type": "track", "userId": BAD_USER, "event": "e"}, MAX_MESSAGE_BYTES + 1).decode(),
+        # one byte over 32 KB, as it sits in the batch (json.dumps spaces it the same way)
+        json.loads(
+            padded({"type": "track", "userId": BAD_USER, "event": "e"}, MAX_MESSAGE_BYTES + 1)
+        ),
     ]
-    batch[3] = json.loads(cast(str, batch[3]))
     answer = post(app, "/v1/batch", {"batch": batch})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
@@ -689,10 +694,14 @@ def test_rejections_are_counted_in_metrics(app: App) -> None:
     assert post(app, "/v1/track", {"event": "e"}).status_code == 400
     assert post(app, "/v1/track", TRACK, auth=None).status_code == 401
 
-    assert metric(app, invalid[0], **invalid[1]) == 4  # 1 + 3 from the two batches
+    # 1 + 3 from the two batches, 1 from the single track
+    assert metric(app, invalid[0], **invalid[1]) == 5
     assert metric(app, too_large[0], **too_large[1]) == 1
+    unauthorized = metric(app, invalid[0], reason="Unauthorized")
+    assert unauthorized == 1
     assert metric(app, "momently_events_accepted_total") == 1
     requests = "momently_ingest_requests_total"
+    assert metric(app, requests, endpoint="/v1/batch", status="200") == 1
     assert metric(app, requests, endpoint="/v1/b", status="400") == 1
     assert metric(app, requests, endpoint="/v1/track", status="400") == 1
     assert metric(app, requests, endpoint="/v1/track", status="401") == 1
@@ -1027,7 +1036,7 @@ def test_http_answers_429_with_retry_after_when_overloaded(
         answer = post(app, "/v1/track", message)
         assert answer.status_code == 429
         assert answer.headers["retry-after"] == "1"
-        assert answer.json() == {"error": "Overloaded", "reason": "overloaded, retry after 1s"}
+        assert answer.json() == error_body("Overloaded", "overloaded, retry after 1s")
         batch = {"batch": [{**message, "type": "track"}]}
         assert post(app, "/v1/batch", batch).status_code == 429
     finally:

@@ -6,13 +6,30 @@
     ├── InvalidInput            bad input from a client; maps to a 4xx answer
     │   ├── InvalidMessage      one message breaks the Segment spec (field + reason)
     │   ├── PayloadTooLarge     a body or message over the Segment size limits
-    │   ├── BadEncoding         bad gzip, a gzip bomb, or bytes that are not UTF-8 JSON
+    │   ├── BadEncoding         bad gzip or an unsupported content encoding
+│   ├── UnsupportedMediaType  a content type the endpoint does not take
     │   └── Unauthorized        unknown or missing write key / admin key
     ├── Overloaded              the engine cannot take more right now (429 + Retry-After)
     └── ConfigError             bad settings at start-up
 """
 
 from __future__ import annotations
+
+
+def error_body(name: str, reason: str, field: str | None = None) -> dict[str, object]:
+    """The one JSON shape of every error answer.
+
+    ``error``/``reason``/``field`` are momently's; ``code``/``message`` repeat them in
+    the shape Segment's and RudderStack's clients read, so they report the error
+    and give up on a 4xx instead of failing to parse it and retrying.
+
+    >>> sorted(error_body("Unauthorized", "unknown write key", "writeKey"))
+    ['code', 'error', 'field', 'message', 'reason']
+    """
+    body: dict[str, object] = {"error": name, "code": name, "message": reason, "reason": reason}
+    if field is not None:
+        body["field"] = field
+    return body
 
 
 class MomentlyError(Exception):
@@ -30,10 +47,7 @@ class InvalidInput(MomentlyError):
         self.field = field
 
     def to_json(self) -> dict[str, object]:
-        body: dict[str, object] = {"error": type(self).__name__, "reason": self.reason}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
+        return error_body(type(self).__name__, self.reason, self.field)
 
 
 class InvalidMessage(InvalidInput):

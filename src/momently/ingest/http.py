@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from momently.clock import Clock
-from momently.errors import InvalidInput, InvalidMessage, Unauthorized
+from momently.errors import InvalidInput, InvalidMessage, Unauthorized, error_body
 from momently.events import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
@@ -35,6 +35,7 @@ from momently.runtime.writer import Writer
 # Room on the wire for gzip's worst case on incompressible data.
 _WIRE_SLACK = 1024
 _encode = msgspec.json.Encoder().encode
+BATCH_PATHS = ("/v1/batch", "/v1/import", "/v1/b")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -99,7 +100,7 @@ class TrackingAPI:
             ip=_client_ip(request),
         )
         result = await self.writer.write([event])
-        self._count(result.accepted, result.duplicates)
+        self._count(request, result.accepted, result.duplicates)
         return json_response(
             {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}
         )
@@ -134,12 +135,15 @@ class TrackingAPI:
                 )
             except InvalidInput as error:
                 self.metrics.rejected.labels(type(error).__name__).inc()
-                entry: dict[str, Any] = {"index": index, **error.to_json()}
+                entry: dict[str, Any] = {"index": index, "error": type(error).__name__}
+                entry["reason"] = error.reason
+                if error.field is not None:
+                    entry["field"] = error.field
                 rejected.append(entry)
         if rejected and not events:
             raise _AllRejected(rejected)
         result = await self.writer.write(events)
-        self._count(result.accepted, result.duplicates)
+        self._count(request, result.accepted, result.duplicates)
         return json_response(
             {
                 "success": True,
@@ -149,7 +153,8 @@ class TrackingAPI:
             }
         )
 
-    def _count(self, accepted: int, duplicates: int) -> None:
+    def _count(self, request: Request, accepted: int, duplicates: int) -> None:
+        self.metrics.requests.labels(request.url.path, "200").inc()
         self.metrics.accepted.inc(accepted)
         self.metrics.duplicates.inc(duplicates)
 
@@ -195,7 +200,7 @@ class TrackingAPI:
                 summary=f"Segment {kind} call",
                 response_class=Response,
             )
-        for path in ("/v1/batch", "/v1/import", "/v1/b"):
+        for path in BATCH_PATHS:
             router.add_api_route(
                 path,
                 self.batch,
@@ -233,4 +238,4 @@ class _AllRejected(InvalidMessage):
 
     def to_json(self) -> dict[str, object]:
         # Clients see the public name from the error hierarchy, not this private class.
-        return {**super().to_json(), "error": "InvalidMessage", "rejected": self.rejected}
+        return {**error_body("InvalidMessage", self.reason, self.field), "rejected": self.rejected}

@@ -28,7 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def find_customer(store: Store, identifier: str) -> str:
+def find_customer(store: Store, identifier: str, field: str = "id") -> str:
     """The canonical customer behind any identifier: customer id, userId, anonymousId,
     device id, email or phone."""
     customer = store.canonical(identifier)
@@ -41,7 +41,7 @@ def find_customer(store: Store, identifier: str) -> str:
         owner = store.owner((kind, candidates[kind]))
         if owner is not None:
             return store.canonical(owner) or owner
-    raise NotFound(f"no customer is known by {identifier!r}", "id")
+    raise NotFound(f"no customer is known by {identifier!r}", field)
 
 
 def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRouter:
@@ -93,7 +93,7 @@ def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRout
             if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
                 raise InvalidInput("not a cursor this API gave out", "cursor")
             after = int(cursor)
-        customer_id = find_customer(store, customer)
+        customer_id = find_customer(store, customer, "customer")
         records = store.customer_events(customer_id, after, limit + 1)
         page = records[:limit]
         return {

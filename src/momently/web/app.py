@@ -15,8 +15,8 @@ from momently import __version__
 from momently.clock import Clock, SystemClock
 from momently.config import Settings
 from momently.engine import Engine
-from momently.errors import InvalidInput, Overloaded
-from momently.ingest.http import TrackingAPI, WriteKeys, json_response
+from momently.errors import InvalidInput, Overloaded, error_body
+from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
 from momently.runtime.writer import Writer
 from momently.store import open_store
@@ -57,15 +57,18 @@ def create_app(
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, error: InvalidInput) -> Response:
-        if request.url.path.startswith("/v1/"):
-            metrics.requests.labels(request.url.path, str(error.status)).inc()
+        path = request.url.path
+        if path.startswith("/v1/"):
+            metrics.requests.labels(path, str(error.status)).inc()
+            if path not in BATCH_PATHS:  # a batch counts each rejected message itself
+                metrics.rejected.labels(type(error).__name__).inc()
         return json_response(error.to_json(), error.status)
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, error: Overloaded) -> Response:
         metrics.requests.labels(request.url.path, "429").inc()
         return json_response(
-            {"error": "Overloaded", "reason": str(error)},
+            error_body("Overloaded", str(error)),
             429,
             headers={"Retry-After": str(error.retry_after)},
         )
@@ -76,18 +79,18 @@ def create_app(
         first = error.errors()[0] if error.errors() else {}
         loc = [str(part) for part in first.get("loc", ())]
         return json_response(
-            {
-                "error": "InvalidInput",
-                "reason": str(first.get("msg", "invalid request")),
-                "field": ".".join(loc[1:]) or ".".join(loc) or "$",
-            },
+            error_body(
+                "InvalidInput",
+                str(first.get("msg", "invalid request")),
+                ".".join(loc[1:]) or ".".join(loc) or "$",
+            ),
             422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         return json_response(
-            {"error": "HTTPError", "reason": str(error.detail)},
+            error_body("HTTPError", str(error.detail)),
             error.status_code,
             headers=dict(error.headers or {}),
         )

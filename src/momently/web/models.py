@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 class Error(BaseModel):
     error: str
+    code: str
+    message: str
     reason: str
     field: str | None = None
 
