@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**given)
 
 
+def _tune_gc() -> None:
+    """Make the cycle collector cheap for a long-running ingest server.
+
+    Every batch allocates thousands of short-lived containers that live just
+    long enough to cross CPython's default threshold of 700, so the collector
+    ran hundreds of times a second and its full passes rescanned the growing
+    profile caches (a tenth of the server's time under load). Nothing on the
+    ingest path makes reference cycles, so collecting less often only delays
+    freeing the rare cycle; what start-up built is frozen out of the scans.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
@@ -59,6 +75,7 @@ def serve(settings: Settings) -> None:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    _tune_gc()
     print(f"momently {__version__} listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(
         app,

@@ -42,4 +42,8 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.store or f"sqlite:///{(self.data_dir / 'momently.db').resolve()}"
+        """The store's URL; the default SQLite file carries the ``synchronous`` setting."""
+        if self.store:
+            return self.store
+        path = (self.data_dir / "momently.db").resolve()
+        return f"sqlite:///{path}?synchronous={self.synchronous}"

@@ -13,6 +13,7 @@ batch-level ``context`` folded in and a ``messageId`` guaranteed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -113,6 +114,11 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+# The same for every message of a batch: worked out once, not a hundred times.
+_batch_ms = functools.lru_cache(maxsize=64)(to_ms)
+_batch_time = functools.lru_cache(maxsize=64)(from_ms)
+
+
 def _field_of(error: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
     """Split msgspec's ``"reason - at `$.path`"`` into (field, reason)."""
     text = str(error)
@@ -159,6 +165,21 @@ def _check_depth(value: object, field: str) -> None:
     """Refuse a value nested more than :data:`MAX_DEPTH` levels deep (the value is level 1)."""
     if isinstance(value, dict | list) and _too_deep(value, 1):
         raise InvalidMessage(f"nested more than {MAX_DEPTH} levels deep", field)
+
+
+def _surely_shallow(value: object) -> bool:
+    """A cheap proof that nothing in ``value`` is nested past :data:`MAX_DEPTH`.
+
+    JSON cannot nest deeper than it has brackets, and brackets inside strings
+    only make the count larger; encoding and counting in C is several times
+    faster than walking the values, so :func:`_check_depth` runs only when the
+    count cannot rule it out.
+    """
+    try:
+        data = _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return False
+    return data.count(b"{") + data.count(b"[") <= MAX_DEPTH
 
 
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
@@ -278,13 +299,14 @@ def normalise(
             traits = context_traits
 
     properties = raw.properties or {}
-    for part, value in (
-        ("properties", properties),
-        ("traits", traits),
-        ("context", context),
-        ("integrations", integrations),
-    ):
-        _check_depth(value, at + part)
+    if not _surely_shallow((properties, traits, context, integrations)):
+        for part, value in (
+            ("properties", properties),
+            ("traits", traits),
+            ("context", context),
+            ("integrations", integrations),
+        ):
+            _check_depth(value, at + part)
 
     client_time = raw.timestamp or raw.original_timestamp
     sent_at = raw.sent_at or batch_sent_at
@@ -293,7 +315,7 @@ def normalise(
     elif sent_at is not None:
         # Segment's skew correction: the client's clock may be wrong, but the
         # gap between "happened" and "sent" it measured is right.
-        event_ms = received_ms - (to_ms(sent_at) - to_ms(client_time))
+        event_ms = received_ms - (_batch_ms(sent_at) - to_ms(client_time))
     else:
         event_ms = to_ms(client_time)
     try:
@@ -305,7 +327,7 @@ def normalise(
         message_id=_id(raw.message_id, at + "messageId") or _auto_message_id(source, kind, raw),
         type=kind,
         timestamp=timestamp,
-        received_at=from_ms(received_ms),
+        received_at=_batch_time(received_ms),
         source=source,
         user_id=user_id,
         anonymous_id=anonymous_id,

@@ -39,6 +39,15 @@ class Device(msgspec.Struct, kw_only=True, omit_defaults=True):
     token: str | None = None
     first_seen: int = 0
     last_seen: int = 0
+    # The stamp of the write that set each field: per field, the newest value wins.
+    stamps: dict[str, Stamp] = {}
+
+    def stamp_of(self, field: str) -> Stamp:
+        # A record written before stamps were kept counts as of its last sighting.
+        return self.stamps.get(field, (self.last_seen, ""))
+
+
+_DEVICE_FIELDS = ("type", "manufacturer", "model", "os", "app", "token")
 
 
 class Consent(msgspec.Struct, kw_only=True):
@@ -79,7 +88,7 @@ class Profile(msgspec.Struct, kw_only=True):
                 "phone": self.phones,
                 "push": self.push_tokens,
             },
-            "devices": [msgspec.to_builtins(d) for _, d in sorted(self.devices.items())],
+            "devices": [_device_json(d) for _, d in sorted(self.devices.items())],
             "timezone": self.timezone.value if self.timezone else None,
             "locale": self.locale.value if self.locale else None,
             "lastLocation": self.location.value if self.location else None,
@@ -92,6 +101,12 @@ class Profile(msgspec.Struct, kw_only=True):
             "counts": dict(sorted(self.counts.items())),
             "mergedFrom": sorted(self.merged_from),
         }
+
+
+def _device_json(device: Device) -> dict[str, Any]:
+    shown: dict[str, Any] = msgspec.to_builtins(device)
+    shown.pop("stamps", None)
+    return shown
 
 
 _PHONE_JUNK = re.compile(r"[\s().\-]")
@@ -141,6 +156,13 @@ def _newer(old: Stamped | None, new: Stamped) -> Stamped:
     return new if old is None or new.stamp > old.stamp else old
 
 
+def _newer_value(old: Stamped | None, value: Any, ts: int, mid: str) -> Stamped:
+    """``_newer(old, Stamped(value, ts, mid))``, building the Stamped only when it wins."""
+    if old is None or (ts, mid) > (old.ts, old.mid):
+        return Stamped(value, ts, mid)
+    return old
+
+
 def _add_unique(items: list[str], value: str | None) -> list[str]:
     if value is None or value in items:
         return items
@@ -151,38 +173,67 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _device(old: Device | None, info: dict[str, Any], ts: int) -> Device:
-    device_id = str(info.get("id"))
+def _device(old: Device | None, info: dict[str, Any], ts: int, mid: str) -> Device:
+    """The device record after a sighting: ``merge_devices(old, <the sighting>)``.
+
+    On the path of every event, so the merge with ``old`` is done here field
+    by field without building the sighting's own record first.
+    """
     os_info = info.get("os")
-    fresh = Device(
-        id=device_id,
-        type=_str(info.get("type")),
-        manufacturer=_str(info.get("manufacturer")),
-        model=_str(info.get("model")),
-        os=_str(os_info.get("name")) if isinstance(os_info, dict) else None,
-        app=_str(info.get("app")),
-        token=_str(info.get("token")),
-        first_seen=ts,
-        last_seen=ts,
+    values = (
+        _str(info.get("type")),
+        _str(info.get("manufacturer")),
+        _str(info.get("model")),
+        _str(os_info.get("name")) if isinstance(os_info, dict) else None,
+        _str(info.get("app")),
+        _str(info.get("token")),
     )
+    stamp = (ts, mid)
+    fields: dict[str, Any] = {}
+    stamps: dict[str, Stamp] = {}
     if old is None:
-        return fresh
-    return merge_devices(old, fresh)
+        for field, value in zip(_DEVICE_FIELDS, values, strict=True):
+            if value is not None:
+                fields[field] = value
+                stamps[field] = stamp
+        return Device(id=str(info.get("id")), **fields, first_seen=ts, last_seen=ts, stamps=stamps)
+    for field, value in zip(_DEVICE_FIELDS, values, strict=True):
+        current = getattr(old, field)
+        if current is None:
+            if value is not None:
+                stamps[field], fields[field] = stamp, value
+            continue
+        held: tuple[Stamp, Any] = (old.stamp_of(field), current)
+        if value is not None:
+            held = max(held, (stamp, value))  # as merge_devices: the newest write wins
+        stamps[field], fields[field] = held
+    return Device(
+        id=old.id,
+        **fields,
+        first_seen=min(old.first_seen, ts),
+        last_seen=max(old.last_seen, ts),
+        stamps=stamps,
+    )
 
 
 def merge_devices(a: Device, b: Device) -> Device:
-    """Fields of the more recently seen record win; first/last seen span both."""
-    old, new = (a, b) if (a.last_seen, a.token or "") <= (b.last_seen, b.token or "") else (b, a)
+    """Per field, the value written last wins; first/last seen span both.
+
+    A field a record does not state keeps the other's value, and the stamps
+    make the result the same whatever order the sightings are merged in.
+    """
+    fields: dict[str, Any] = {}
+    stamps: dict[str, Stamp] = {}
+    for field in _DEVICE_FIELDS:
+        stated = [(d.stamp_of(field), v) for d in (a, b) if (v := getattr(d, field)) is not None]
+        if stated:
+            stamps[field], fields[field] = max(stated)
     return Device(
         id=a.id,
-        type=new.type or old.type,
-        manufacturer=new.manufacturer or old.manufacturer,
-        model=new.model or old.model,
-        os=new.os or old.os,
-        app=new.app or old.app,
-        token=new.token or old.token,
+        **fields,
         first_seen=min(a.first_seen, b.first_seen),
         last_seen=max(a.last_seen, b.last_seen),
+        stamps=stamps,
     )
 
 
@@ -215,8 +266,9 @@ def apply_event(profile: Profile, event: Event) -> Profile:
             new_traits[key] = _newer(new_traits.get(key), Stamped(value, ts, mid))
 
     emails, phones, tokens = profile.emails, profile.phones, profile.push_tokens
-    emails = _add_unique(emails, normal_email(traits.get("email")))
-    phones = _add_unique(phones, normal_phone(traits.get("phone")))
+    if traits:
+        emails = _add_unique(emails, normal_email(traits.get("email")))
+        phones = _add_unique(phones, normal_phone(traits.get("phone")))
 
     devices = profile.devices
     ctx = event.context
@@ -226,13 +278,13 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         if device_info.get("id") not in (None, ""):
             device_id = str(device_info["id"])
             devices = dict(devices)
-            devices[device_id] = _device(devices.get(device_id), device_info, ts)
+            devices[device_id] = _device(devices.get(device_id), device_info, ts, mid)
 
     timezone, locale, location = profile.timezone, profile.locale, profile.location
     if isinstance(ctx.get("timezone"), str) and ctx["timezone"]:
-        timezone = _newer(timezone, Stamped(ctx["timezone"], ts, mid))
+        timezone = _newer_value(timezone, ctx["timezone"], ts, mid)
     if isinstance(ctx.get("locale"), str) and ctx["locale"]:
-        locale = _newer(locale, Stamped(ctx["locale"], ts, mid))
+        locale = _newer_value(locale, ctx["locale"], ts, mid)
     loc = ctx.get("location")
     if isinstance(loc, dict) and "latitude" in loc and "longitude" in loc:
         location = _newer(location, Stamped(loc, ts, mid))

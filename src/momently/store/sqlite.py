@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import msgspec
 
@@ -23,7 +23,7 @@ from momently.events import Event, decode_event, encode_event
 from momently.state.profile import Profile
 from momently.types import Changes, IdentityKey, LogRecord
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: profile bodies are JSON, not msgpack
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -54,8 +54,10 @@ _MAX_PARAMS: Final = 996
 _Row = tuple[Any, ...]
 _T = TypeVar("_T")
 
-_profile_encoder = msgspec.msgpack.Encoder()
-_profile_decoder = msgspec.msgpack.Decoder(Profile)
+# JSON, not msgpack: a trait may hold any integer a client's JSON held, and
+# msgpack cannot encode one outside 64 bits (the commit, and its group, would fail).
+_profile_encoder = msgspec.json.Encoder()
+_profile_decoder = msgspec.json.Decoder(Profile)
 
 
 def _slices(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
@@ -111,7 +113,9 @@ class SqliteStore:
         path = parsed.path if not parsed.netloc else parsed.netloc + parsed.path
         if not path:
             raise ConfigError(f"{url!r} names no file; use sqlite:///path/to/momently.db")
-        return cls(path)
+        options = parse_qs(parsed.query)
+        synchronous = options.get("synchronous", ["FULL"])[-1].upper()
+        return cls(path, synchronous=synchronous)
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

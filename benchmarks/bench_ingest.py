@@ -1,0 +1,407 @@
+"""Ingestion throughput: end to end through ``/v1/batch``, and the in-process limit.
+
+Two figures, measured in the same run on the same events:
+
+* **end to end** — a real ``momently serve`` subprocess (default durable
+  settings: SQLite WAL, ``synchronous=FULL``) on a free loopback port, fed by a
+  lean asyncio client over several keep-alive connections. Every batch is
+  100 typical mobile events (~600 bytes each); a batch counts only once the
+  server has answered 200, which it does after the commit that made it durable.
+* **parse and append** — the same request bodies pushed through the same code
+  without HTTP: ``decode_batch`` + ``decode_message`` + ``normalise`` +
+  ``Engine.ingest_groups`` into a :class:`SqliteStore` (``synchronous=FULL``),
+  one batch of 100 per call, in one thread.
+
+The client is deliberately thin (pre-encoded bodies, raw HTTP/1.1 on asyncio
+streams): it shares the machine's cores with the server, and a heavy client
+would measure itself.
+
+Run ``python benchmarks/bench_ingest.py [--quick]`` or ``python benchmarks/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from momently.clock import SystemClock
+from momently.engine import Engine
+from momently.events import decode_batch, decode_message, normalise
+from momently.store.sqlite import SqliteStore
+
+WRITE_KEY = "bench-write-key"
+BATCH_SIZE = 100
+RUDDERSTACK_2_CORES = 1_700  # events/s, RudderStack's published figure for 2 cores
+TARGET_EVENTS_PER_S = 20_000
+TARGET_RATIO = 1 / 3
+# Fixed-width placeholders in the batch templates, replaced per batch so every
+# batch carries fresh messageIds without re-encoding JSON on the client.
+_BATCH_TOKEN = b"BBBBBBBBBBBB"
+_DEVICE_TOKEN = b"DDDDDDDDDDDD"
+
+_SCREENS = ["Home", "Search", "Product Detail", "Cart", "Checkout", "Account", "Store Locator"]
+_PRODUCTS = [
+    ("sku-1041", "4-Slot Toaster", "Kitchen", 49.99),
+    ("sku-2203", "Espresso Machine", "Kitchen", 329.0),
+    ("sku-3310", "Running Shoes", "Sport", 89.5),
+    ("sku-4477", "Rain Jacket", "Outdoor", 120.0),
+    ("sku-5120", "Wireless Earbuds", "Audio", 79.0),
+]
+_QUERIES = ["best 4 slot toaster", "waterproof jacket", "earbuds noise cancelling", "pizza near me"]
+
+
+def _track(rng: random.Random, index: int, moment_ms: int) -> dict[str, Any]:
+    """One message as analytics-kotlin / analytics-swift send it (~600 bytes)."""
+    sku, product, category, price = rng.choice(_PRODUCTS)
+    choice = rng.random()
+    name: str
+    properties: dict[str, Any]
+    if choice < 0.35:
+        name = "Product Viewed"
+        properties = {
+            "product_id": sku,
+            "name": product,
+            "category": category,
+            "price": price,
+            "currency": "EUR",
+            "position": rng.randint(1, 20),
+        }
+    elif choice < 0.55:
+        name = "Products Searched"
+        properties = {"query": rng.choice(_QUERIES), "results": rng.randint(0, 60)}
+    elif choice < 0.7:
+        name = "Product Added"
+        properties = {"product_id": sku, "name": product, "price": price, "quantity": 1}
+    elif choice < 0.9:
+        name = "Screen Viewed"
+        properties = {"screen": rng.choice(_SCREENS), "previous": rng.choice(_SCREENS)}
+    else:
+        name = "Application Opened"
+        properties = {"from_background": rng.random() < 0.7, "build": "412", "version": "4.12.0"}
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment_ms / 1000))
+    return {
+        "type": "track",
+        "event": name,
+        "messageId": f"{_BATCH_TOKEN.decode()}-{index:03d}-{rng.getrandbits(32):08x}",
+        "anonymousId": f"anon-{_DEVICE_TOKEN.decode()}",
+        "userId": f"user-{_DEVICE_TOKEN.decode()}",
+        "timestamp": f"{stamp}.{moment_ms % 1000:03d}Z",
+        "properties": properties,
+        "context": {
+            "app": {"name": "Shop", "version": "4.12.0", "build": "412"},
+            "device": {
+                "id": f"dev-{_DEVICE_TOKEN.decode()}",
+                "manufacturer": "Google",
+                "model": "Pixel 8",
+                "type": "android",
+            },
+            "os": {"name": "Android", "version": "14"},
+            "network": {"wifi": True, "cellular": False},
+            "screen": {"width": 1080, "height": 2400, "density": 2.625},
+            "locale": "en-GB",
+            "timezone": "Europe/London",
+            "library": {"name": "analytics-kotlin", "version": "1.16.3"},
+        },
+    }
+
+
+def batch_templates(count: int, seed: int = 7) -> list[bytes]:
+    """``count`` distinct batch bodies with placeholders for the batch and the device."""
+    rng = random.Random(seed)
+    base_ms = 1_790_000_000_000
+    templates = []
+    for _ in range(count):
+        moment = base_ms + rng.randint(0, 86_400_000)
+        batch = [_track(rng, i, moment + i * 1500) for i in range(BATCH_SIZE)]
+        sent = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((moment + 200_000) / 1000))
+        body = {"batch": batch, "sentAt": f"{sent}.000Z", "writeKey": WRITE_KEY}
+        templates.append(msgspec.json.encode(body))
+    return templates
+
+
+class Bodies:
+    """An endless supply of unique batch bodies: fresh messageIds, devices from a population."""
+
+    def __init__(self, run: str, *, templates: int = 64, devices: int = 20_000) -> None:
+        if len(run) > 4:
+            raise ValueError("run tags are at most 4 characters")
+        self._templates = batch_templates(templates)
+        self._rng = random.Random(run)
+        self._devices = devices
+        self._run = run
+        self._next = 0
+
+    def __call__(self) -> bytes:
+        number = self._next
+        self._next += 1
+        body = self._templates[number % len(self._templates)]
+        batch_id = f"{self._run:>4}{number:08d}".encode()
+        device = f"{self._rng.randrange(self._devices):012d}".encode()
+        return body.replace(_BATCH_TOKEN, batch_id).replace(_DEVICE_TOKEN, device)
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def parse_and_append(bodies: list[bytes], data_dir: Path) -> float:
+    """Events/s of decode + validate + ingest, one batch (one commit) at a time, no HTTP."""
+    store = SqliteStore(data_dir / "momently.db", synchronous="FULL")
+    engine = Engine(store)
+    clock = SystemClock()
+    source = "wk_bench"
+    try:
+        started = time.perf_counter()
+        for data in bodies:
+            received_ms = clock.now_ms()
+            envelope = decode_batch(data)
+            events = []
+            for index, item in enumerate(envelope.batch):
+                where = f"batch[{index}]"
+                raw = decode_message(bytes(item), field=where)
+                events.append(
+                    normalise(
+                        raw,
+                        received_ms=received_ms,
+                        source=source,
+                        raw_size=len(item),
+                        field=where,
+                        batch_sent_at=envelope.sent_at,
+                        batch_context=envelope.context,
+                        batch_integrations=envelope.integrations,
+                        ip="127.0.0.1",
+                    )
+                )
+            result = engine.ingest_groups([events])[0]
+            if result.accepted != len(events):
+                raise RuntimeError(f"expected {len(events)} new events, stored {result.accepted}")
+        elapsed = time.perf_counter() - started
+    finally:
+        store.close()
+    return len(bodies) * BATCH_SIZE / elapsed
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve(data_dir: Path) -> Iterator[int]:
+    """A ``momently serve`` subprocess with its default settings; yields its port."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTLY_")}
+    command = [sys.executable, "-m", "momently.cli", "serve", "--port", str(port)]
+    command += ["--data-dir", str(data_dir), "--write-key", WRITE_KEY]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"momently serve exited with {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("momently serve did not start in 60 s") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+_AUTH = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+
+
+async def _connection(
+    port: int, next_body: Callable[[], bytes | None], latencies: list[float]
+) -> int:
+    """Send batches one after another on one keep-alive connection; returns events acked."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        "POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Basic {_AUTH}\r\nContent-Length: "
+    ).encode()
+    acked = 0
+    try:
+        while (body := next_body()) is not None:
+            sent = time.perf_counter()
+            writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            answer = await reader.readexactly(length)
+            if not status_line.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"server answered {status_line!r}: {answer[:300]!r}")
+            latencies.append(time.perf_counter() - sent)
+            acked += BATCH_SIZE
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return acked
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    events_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def end_to_end(port: int, bodies: list[bytes], connections: int) -> EndToEnd:
+    """Events/s acknowledged by the server for ``bodies`` sent over ``connections``."""
+    queue = iter(bodies)
+    latencies: list[float] = []
+
+    def next_body() -> bytes | None:
+        return next(queue, None)
+
+    async def main() -> int:
+        tasks = [_connection(port, next_body, latencies) for _ in range(connections)]
+        return sum(await asyncio.gather(*tasks))
+
+    started = time.perf_counter()
+    acked = asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    if acked != len(bodies) * BATCH_SIZE:
+        raise RuntimeError(f"sent {len(bodies) * BATCH_SIZE} events, {acked} acknowledged")
+    latencies.sort()
+    return EndToEnd(
+        acked / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class Report:
+    end_to_end: list[float]
+    limit: list[float]
+    p50_ms: float
+    p99_ms: float
+    event_bytes: float
+
+    @property
+    def e2e_median(self) -> float:
+        return statistics.median(self.end_to_end)
+
+    @property
+    def limit_median(self) -> float:
+        return statistics.median(self.limit)
+
+    @property
+    def met(self) -> bool:
+        return (
+            self.e2e_median >= TARGET_EVENTS_PER_S
+            and self.e2e_median >= TARGET_RATIO * self.limit_median
+        )
+
+
+def run(*, quick: bool = False, runs: int | None = None, connections: int = 8) -> Report:
+    """Measure both figures ``runs`` times, interleaved so that drift in a noisy
+    machine's speed falls on both alike, and return the report."""
+    runs = runs or (3 if quick else 5)
+    batches = 100 if quick else 400  # per run and figure: 10,000 or 40,000 events
+    tags = iter(f"r{i:03d}" for i in range(1000))
+    e2e: list[float] = []
+    limit: list[float] = []
+    p50: list[float] = []
+    p99: list[float] = []
+    work = Path(tempfile.mkdtemp(prefix="momently-bench-"))
+    try:
+        warm = Bodies(next(tags))
+        sample = warm()
+        with serve(work / "server") as port:
+            end_to_end(port, [warm() for _ in range(30)], connections)  # warm-up
+            for number in range(runs):
+                supply = Bodies(next(tags))
+                result = end_to_end(port, [supply() for _ in range(batches)], connections)
+                e2e.append(result.events_per_s)
+                p50.append(result.p50_ms)
+                p99.append(result.p99_ms)
+                # the server sits idle meanwhile
+                supply = Bodies(next(tags))
+                bodies = [supply() for _ in range(batches)]
+                limit.append(parse_and_append(bodies, work / f"inproc{number}"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Report(e2e, limit, statistics.median(p50), statistics.median(p99), len(sample) / 100)
+
+
+def print_report(report: Report, connections: int) -> None:
+    def figures(values: list[float]) -> str:
+        return ", ".join(f"{v:,.0f}" for v in values)
+
+    ratio = report.e2e_median / report.limit_median
+    cores = os.cpu_count()
+    python = ".".join(map(str, sys.version_info[:3]))
+    print(f"ingest: batches of {BATCH_SIZE} mobile track events, ~{report.event_bytes:.0f} B each")
+    print(f"  machine: {cores} cores, Python {python}")
+    print(f"  end to end /v1/batch ({connections} connections, synchronous=FULL, 200 once durable)")
+    print(f"    runs: {figures(report.end_to_end)} events/s")
+    print(f"    median: {report.e2e_median:,.0f} events/s", end="")
+    print(f"  (batch latency p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms)")
+    print("  parse and append in process (decode + validate + Engine.ingest_groups, no HTTP)")
+    print(f"    runs: {figures(report.limit)} events/s")
+    print(f"    median: {report.limit_median:,.0f} events/s")
+    print(f"  end to end / parse and append: {ratio:.2f} (target >= {TARGET_RATIO:.2f})")
+    print(
+        f"  end to end / RudderStack's published {RUDDERSTACK_2_CORES:,} events/s on 2 cores: "
+        f"{report.e2e_median / RUDDERSTACK_2_CORES:.1f}x"
+    )
+    print(
+        f"  targets (>= {TARGET_EVENTS_PER_S:,} events/s end to end, ratio >= {TARGET_RATIO:.2f}): "
+        + ("met" if report.met else "MISSED")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Ingestion throughput, end to end and in process")
+    parser.add_argument("--quick", action="store_true", help="3 shorter runs instead of 5")
+    parser.add_argument("--runs", type=int, help="runs of each measurement (default 5, quick 3)")
+    parser.add_argument("--connections", type=int, default=8, help="client connections")
+    args = parser.parse_args(argv)
+    report = run(quick=args.quick, runs=args.runs, connections=args.connections)
+    print_report(report, args.connections)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
