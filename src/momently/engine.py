@@ -182,7 +182,8 @@ class Engine:
             profile = new_profile(customer, event)
         else:
             customers = [pending.profile(c) for c in (resolution.customer_id, *resolution.merge)]
-            # The customer first seen survives a merge, whichever order events came in.
+            # The customer whose creating event is oldest (event time, then messageId)
+            # survives; the grouping of identifiers, not this id, is order-independent.
             customers.sort(key=lambda p: p.created)
             profile = customers[0]
             customer = profile.customer_id
