@@ -46,7 +46,7 @@ import msgspec
 
 from momently.clock import SystemClock
 from momently.engine import Engine
-from momently.events import decode_batch, decode_message, normalise
+from momently.events import decode_batch, normalise_batch
 from momently.store.sqlite import SqliteStore
 
 WRITE_KEY = "bench-write-key"
@@ -174,23 +174,11 @@ def parse_and_append(bodies: list[bytes], data_dir: Path) -> float:
         for data in bodies:
             received_ms = clock.now_ms()
             envelope = decode_batch(data)
-            events = []
-            for index, item in enumerate(envelope.batch):
-                where = f"batch[{index}]"
-                raw = decode_message(bytes(item), field=where)
-                events.append(
-                    normalise(
-                        raw,
-                        received_ms=received_ms,
-                        source=source,
-                        raw_size=len(item),
-                        field=where,
-                        batch_sent_at=envelope.sent_at,
-                        batch_context=envelope.context,
-                        batch_integrations=envelope.integrations,
-                        ip="127.0.0.1",
-                    )
-                )
+            events, errors = normalise_batch(
+                envelope, received_ms=received_ms, source=source, ip="127.0.0.1"
+            )
+            if errors:
+                raise RuntimeError(f"benchmark batch has invalid messages: {errors[0]}")
             result = engine.ingest_groups([events])[0]
             if result.accepted != len(events):
                 raise RuntimeError(f"expected {len(events)} new events, stored {result.accepted}")

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-from momently.errors import InvalidMessage, PayloadTooLarge
+from momently.errors import InvalidInput, InvalidMessage, PayloadTooLarge
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024
 MAX_BATCH_BYTES: Final = 500 * 1024
@@ -343,3 +343,31 @@ def normalise(
         original_timestamp=client_time,
         sent_at=sent_at,
     )
+
+
+def normalise_batch(
+    envelope: Batch, *, received_ms: int, source: str, ip: str | None = None
+) -> tuple[list[Event], list[tuple[int, InvalidInput]]]:
+    """Judge a batch message by message: the valid events, and each bad one's index and error."""
+    events: list[Event] = []
+    rejected: list[tuple[int, InvalidInput]] = []
+    for index, item in enumerate(envelope.batch):
+        where = f"batch[{index}]"
+        try:
+            raw = decode_message(bytes(item), field=where)
+            events.append(
+                normalise(
+                    raw,
+                    received_ms=received_ms,
+                    source=source,
+                    raw_size=len(item),
+                    field=where,
+                    batch_sent_at=envelope.sent_at,
+                    batch_context=envelope.context,
+                    batch_integrations=envelope.integrations,
+                    ip=ip,
+                )
+            )
+        except InvalidInput as error:
+            rejected.append((index, error))
+    return events, rejected

@@ -19,14 +19,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from momently.clock import Clock
-from momently.errors import InvalidInput, InvalidMessage, Unauthorized, error_body
+from momently.errors import InvalidMessage, Unauthorized, error_body
 from momently.events import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
-    Event,
     decode_batch,
     decode_message,
     normalise,
+    normalise_batch,
 )
 from momently.ingest.body import basic_user, check_content_type, decode_body, read_limited
 from momently.metrics import Metrics
@@ -113,33 +113,17 @@ class TrackingAPI:
         data = await self._body(request, MAX_BATCH_BYTES)
         envelope = decode_batch(data)
         source = self.keys.source_of(header_key or envelope.write_key)
-        ip = _client_ip(request)
-        events: list[Event] = []
+        events, errors = normalise_batch(
+            envelope, received_ms=received_ms, source=source, ip=_client_ip(request)
+        )
         rejected: list[dict[str, Any]] = []
-        for index, item in enumerate(envelope.batch):
-            where = f"batch[{index}]"
-            try:
-                raw = decode_message(bytes(item), field=where)
-                events.append(
-                    normalise(
-                        raw,
-                        received_ms=received_ms,
-                        source=source,
-                        raw_size=len(item),
-                        field=where,
-                        batch_sent_at=envelope.sent_at,
-                        batch_context=envelope.context,
-                        batch_integrations=envelope.integrations,
-                        ip=ip,
-                    )
-                )
-            except InvalidInput as error:
-                self.metrics.rejected.labels(type(error).__name__).inc()
-                entry: dict[str, Any] = {"index": index, "error": type(error).__name__}
-                entry["reason"] = error.reason
-                if error.field is not None:
-                    entry["field"] = error.field
-                rejected.append(entry)
+        for index, error in errors:
+            self.metrics.rejected.labels(type(error).__name__).inc()
+            entry: dict[str, Any] = {"index": index, "error": type(error).__name__}
+            entry["reason"] = error.reason
+            if error.field is not None:
+                entry["field"] = error.field
+            rejected.append(entry)
         if rejected and not events:
             raise _AllRejected(rejected)
         result = await self.writer.write(events)
