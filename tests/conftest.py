@@ -15,11 +15,23 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 
 from momently.clock import FakeClock
 from momently.config import Settings
 from momently.store.sqlite import SqliteStore
 from momently.web.app import create_app
+
+# Property tests are deterministic and database-free: the same examples on every run.
+settings.register_profile(
+    "momently",
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("momently")
 
 WRITE_KEY = "test-write-key"
 ADMIN_KEY = "test-admin-key"

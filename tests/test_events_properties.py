@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from momently.errors import InvalidInput, InvalidMessage
@@ -20,15 +20,6 @@ from momently.events import (
     decode_message,
     encode_event,
     normalise,
-)
-
-# Deterministic and database-free: the same examples on every run and every machine.
-PROPERTIES: Final = settings(
-    max_examples=100,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
 )
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -154,7 +145,6 @@ def as_id(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-@PROPERTIES
 @given(messages(), received, sources, st.none() | json_objects)
 def test_valid_messages_normalise_and_survive_the_log_codec(
     message: dict[str, Any], received_ms: int, source: str, batch_context: dict[str, Any] | None
@@ -192,7 +182,6 @@ def test_valid_messages_normalise_and_survive_the_log_codec(
     assert encode_event(again) == data
 
 
-@PROPERTIES
 @given(
     messages(kind="track"),
     received,
@@ -239,7 +228,6 @@ def test_timestamp_is_corrected_for_client_clock_skew(
     assert event.sent_at == sent
 
 
-@PROPERTIES
 @given(st.integers(min_value=0, max_value=4_102_444_800_000), st.sampled_from(OFFSETS))
 @example(1_577_836_800_001, UTC)  # 2020-01-01T00:00:00.001Z, which float maths reads as .000
 def test_millisecond_timestamps_are_read_exactly(ms: int, offset: tzinfo | None) -> None:
@@ -250,7 +238,6 @@ def test_millisecond_timestamps_are_read_exactly(ms: int, offset: tzinfo | None)
     assert normalised(data).timestamp_ms == ms
 
 
-@PROPERTIES
 @given(
     st.sampled_from([k for k in KINDS if k != "alias"]),
     st.sampled_from(BLANK_IDS),
@@ -274,7 +261,6 @@ def test_a_message_without_user_or_anonymous_id_is_refused(
     assert caught.value.field == (f"{prefix}.userId" if prefix else "userId")
 
 
-@PROPERTIES
 @given(
     st.sampled_from(BLANK_IDS),
     st.sampled_from([*BLANK_IDS, "u1", 7]),
@@ -300,7 +286,6 @@ def test_an_alias_without_previous_id_or_user_id_is_refused(
         assert caught.value.field == at + "userId"
 
 
-@PROPERTIES
 @given(messages(kind="group"), st.sampled_from(BLANK_IDS))
 def test_a_group_without_group_id_is_refused(message: dict[str, Any], group: object) -> None:
     message["groupId"] = group
@@ -309,7 +294,6 @@ def test_a_group_without_group_id_is_refused(message: dict[str, Any], group: obj
     assert caught.value.field == "groupId"
 
 
-@PROPERTIES
 @given(messages(kind="track"), st.sampled_from([*BLANK_IDS, "   "]))
 def test_a_track_without_event_name_is_refused(message: dict[str, Any], name: object) -> None:
     message["event"] = name
@@ -318,7 +302,6 @@ def test_a_track_without_event_name_is_refused(message: dict[str, Any], name: ob
     assert caught.value.field == "event"
 
 
-@PROPERTIES
 @given(messages(), st.sampled_from(["userId", "anonymousId", "previousId", "groupId"]))
 def test_an_overlong_id_is_refused(message: dict[str, Any], field: str) -> None:
     message[field] = "x" * 1025
@@ -327,7 +310,6 @@ def test_an_overlong_id_is_refused(message: dict[str, Any], field: str) -> None:
     assert caught.value.field == field
 
 
-@PROPERTIES
 @given(messages(message_id=False), sources, sources, received, received)
 def test_auto_message_id_is_deterministic_and_depends_on_the_source(
     message: dict[str, Any], source: str, other_source: str, at: int, later: int
@@ -341,7 +323,6 @@ def test_auto_message_id_is_deterministic_and_depends_on_the_source(
         assert normalised(data, source=other_source).message_id != first.message_id
 
 
-@PROPERTIES
 @given(messages(message_id=False), messages(message_id=False))
 def test_auto_message_ids_of_different_messages_differ(
     message: dict[str, Any], other: dict[str, Any]
@@ -351,7 +332,6 @@ def test_auto_message_ids_of_different_messages_differ(
     assert normalised(data).message_id != normalised(other_data).message_id
 
 
-@PROPERTIES
 @given(st.sampled_from(KINDS), st.sampled_from(KINDS))
 def test_auto_message_id_differs_between_endpoints(kind: str, other: str) -> None:
     """The same body posted to /v1/page and /v1/screen is two events, not a retry."""
@@ -388,7 +368,6 @@ fuzz_bytes = st.one_of(
 )
 
 
-@PROPERTIES
 @given(fuzz_bytes, st.sampled_from(["", "batch[2]"]))
 @example(b"[" * 5000 + b"]" * 5000, "")
 @example(b'{"properties":' + b'{"a":' * 3000 + b"1" + b"}" * 3001, "")
@@ -406,7 +385,6 @@ def test_decode_message_raises_only_invalid_message(data: bytes, field: str) -> 
     assert decode_event(encode_event(event)) == event
 
 
-@PROPERTIES
 @given(
     st.one_of(
         fuzz_bytes,

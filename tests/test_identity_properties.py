@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from momently.engine import Engine
@@ -24,14 +24,6 @@ from momently.state.profile import (
 )
 from momently.store.memory import MemoryStore
 from momently.types import IdentityKey
-
-PROPERTIES: Final = settings(
-    max_examples=100,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 
 BASE_MS: Final = 1_790_000_000_000
 KINDS: Final = ["track", "identify", "page", "screen", "group", "alias"]
@@ -270,7 +262,6 @@ def components(events: Sequence[Event]) -> list[tuple[frozenset[IdentityKey], li
 # (a) Without conflicts, the result does not depend on arrival order or batching.
 
 
-@PROPERTIES
 @given(st.data())
 def test_without_conflicts_order_and_batching_do_not_matter(data: st.DataObject) -> None:
     events = data.draw(peaceful_events(), label="events")
@@ -282,7 +273,6 @@ def test_without_conflicts_order_and_batching_do_not_matter(data: st.DataObject)
     assert describe(ingest(shuffled, cuts, cache_size), events) == reference
 
 
-@PROPERTIES
 @given(peaceful_events())
 def test_without_conflicts_customers_are_the_connected_groups_of_identifiers(
     events: list[Event],
@@ -343,7 +333,6 @@ def check_invariants(store: MemoryStore, events: Sequence[Event]) -> None:
             assert store.owner(("user_id", profile.user_id)) == customer
 
 
-@PROPERTIES
 @given(st.data())
 def test_two_known_users_never_share_a_customer(data: st.DataObject) -> None:
     events = data.draw(unruly_events(), label="events")
@@ -355,7 +344,6 @@ def test_two_known_users_never_share_a_customer(data: st.DataObject) -> None:
     assert len(set(owners)) == len(users)
 
 
-@PROPERTIES
 @given(st.data())
 def test_batching_cache_size_and_replay_do_not_change_the_result(data: st.DataObject) -> None:
     """The same log in the same order gives the same store, ids included: a replay
@@ -379,7 +367,6 @@ def test_batching_cache_size_and_replay_do_not_change_the_result(data: st.DataOb
     assert replayed.read_log(0, 10_000) == reference.read_log(0, 10_000)
 
 
-@PROPERTIES
 @given(unruly_events())
 def test_a_duplicate_message_changes_nothing(events: list[Event]) -> None:
     store = MemoryStore()
@@ -415,7 +402,6 @@ def up_to_id(profile: Profile) -> Profile:
 one_user_events = unruly_events(users=("u0",))
 
 
-@PROPERTIES
 @given(one_user_events, one_user_events)
 def test_merge_profiles_is_commutative(left: list[Event], right: list[Event]) -> None:
     right = [msgspec.structs.replace(e, message_id="r" + e.message_id) for e in right]
@@ -427,7 +413,6 @@ def test_merge_profiles_is_commutative(left: list[Event], right: list[Event]) ->
     assert ab.created == ba.created == min(a.created, b.created)
 
 
-@PROPERTIES
 @given(st.data())
 def test_folding_ignores_order_and_how_the_events_were_split(data: st.DataObject) -> None:
     events = data.draw(one_user_events, label="events")
@@ -444,7 +429,6 @@ def test_folding_ignores_order_and_how_the_events_were_split(data: st.DataObject
     assert up_to_id(merged) == whole
 
 
-@PROPERTIES
 @given(one_user_events, one_user_events, one_user_events)
 def test_merge_profiles_is_associative(
     first: list[Event], second: list[Event], third: list[Event]

@@ -10,6 +10,7 @@
 │   ├── UnsupportedMediaType  a content type the endpoint does not take
     │   └── Unauthorized        unknown or missing write key / admin key
     ├── Overloaded              the engine cannot take more right now (429 + Retry-After)
+    ├── Unavailable             the store failed to commit; nothing was written (503 + Retry-After)
     └── ConfigError             bad settings at start-up
 """
 
@@ -81,6 +82,14 @@ class Overloaded(MomentlyError):
 
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__(f"overloaded, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class Unavailable(MomentlyError):
+    """The store could not commit (disk full, I/O error); it rolled back, so a retry is safe."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(f"the event store could not commit; retry after {retry_after}s")
         self.retry_after = retry_after
 
 

@@ -10,6 +10,7 @@ costs one commit, not one each.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -17,8 +18,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 from momently.engine import Engine, IngestResult
-from momently.errors import Overloaded
+from momently.errors import Overloaded, Unavailable
 from momently.events import Event
+
+log = logging.getLogger(__name__)
 
 
 class Writer:
@@ -90,11 +93,14 @@ class Writer:
             started = time.perf_counter()
             try:
                 results = self.engine.ingest_groups([events for events, _ in taken])
-            except BaseException as error:  # noqa: BLE001 - every waiter must hear of it
-                self._release(size)
-                for _, future in taken:
-                    if not future.cancelled():
-                        future.set_exception(error)
+            except Exception:
+                if len(taken) == 1:
+                    self._fail(taken, size)
+                    continue
+                # One submission must not sink the others it was grouped with:
+                # the failed commit rolled back, so commit each on its own.
+                for item in taken:
+                    self._one(item)
             else:
                 # Room is freed before anyone hears back, so a client that sends its
                 # next request on the answer is not refused for its own last one.
@@ -104,6 +110,25 @@ class Writer:
                         future.set_result(result)
                 if self._on_commit is not None:
                     self._on_commit(size, time.perf_counter() - started)
+
+    def _one(self, item: tuple[Sequence[Event], Future[IngestResult]]) -> None:
+        events, future = item
+        try:
+            result = self.engine.ingest_groups([events])[0]
+        except Exception:
+            self._fail([item], len(events))
+        else:
+            self._release(len(events))
+            if not future.cancelled():
+                future.set_result(result)
+
+    def _fail(self, taken: list[tuple[Sequence[Event], Future[IngestResult]]], size: int) -> None:
+        """Tell the waiters their events were not stored; the rollback left nothing behind."""
+        log.exception("commit of %d events failed; the waiters are told to retry", size)
+        self._release(size)
+        for _, future in taken:
+            if not future.cancelled():
+                future.set_exception(Unavailable(retry_after=1))
 
     def _release(self, size: int) -> None:
         with self._cond:

@@ -15,7 +15,7 @@ from momently import __version__
 from momently.clock import Clock, SystemClock
 from momently.config import Settings
 from momently.engine import Engine
-from momently.errors import InvalidInput, Overloaded, error_body
+from momently.errors import InvalidInput, Overloaded, Unavailable, error_body
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
 from momently.runtime.writer import Writer
@@ -70,6 +70,15 @@ def create_app(
         return json_response(
             error_body("Overloaded", str(error)),
             429,
+            headers={"Retry-After": str(error.retry_after)},
+        )
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, error: Unavailable) -> Response:
+        metrics.requests.labels(request.url.path, "503").inc()
+        return json_response(
+            error_body("Unavailable", str(error)),
+            503,
             headers={"Retry-After": str(error.retry_after)},
         )
 
