@@ -1,0 +1,1 @@
+"""Micro-moments: playbook, moment definitions, detectors and journeys."""
