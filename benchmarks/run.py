@@ -1,33 +1,33 @@
-"""Run every benchmark: ``make bench``, or ``python benchmarks/run.py [--quick]``.
+"""Run the benchmarks: ``make bench``, or ``python benchmarks/run.py [--quick] [NAME ...]``.
 
 Each benchmark module has a ``main(argv) -> int`` that measures, prints its
 figures with the ratios against a baseline measured in the same run, and
-returns non-zero only when it could not measure.
+returns non-zero only when it could not measure. Names pick some of them
+(``ingest``, ``moments``, ``intent``, ``friction``, ``world``); none runs all.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_ingest  # noqa: E402 - found through the path set just above
-
-BENCHMARKS: dict[str, Callable[[list[str] | None], int]] = {
-    "ingest": bench_ingest.main,
-}
+BENCHMARKS = ("ingest", "moments", "intent", "friction", "world")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    chosen = [a for a in args if a in BENCHMARKS] or list(BENCHMARKS)
+    flags = [a for a in args if a not in BENCHMARKS]
     status = 0
-    for name, bench in BENCHMARKS.items():
+    for name in chosen:
         started = time.perf_counter()
         print(f"== {name}", flush=True)
-        status |= bench(args)
+        module = importlib.import_module(f"bench_{name}")
+        status |= module.main(flags)
         print(f"   ({time.perf_counter() - started:.0f} s)\n", flush=True)
     return status
 

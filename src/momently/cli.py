@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from momently import __version__
 from momently.config import Settings
 from momently.errors import ConfigError
+from momently.moments.loader import PlaybookError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,14 +37,51 @@ def _parser() -> argparse.ArgumentParser:
         choices=["FULL", "NORMAL"],
         help="SQLite durability: FULL survives power loss, NORMAL only a crash (default FULL)",
     )
+    serve.add_argument("--playbook", help="playbook YAML file (default: the example playbook)")
+    playbook = commands.add_parser("playbook", help="check a playbook or print its JSON Schema")
+    playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True)
+    check = playbook_commands.add_parser("check", help="load a playbook and report its problems")
+    check.add_argument("file", nargs="?", help="playbook YAML file (default: the example)")
+    playbook_commands.add_parser("schema", help="print the playbook's JSON Schema")
     return parser
+
+
+def playbook_command(args: argparse.Namespace) -> int:
+    """``momently playbook check|schema``."""
+    import json
+
+    from momently.moments.playbook import load_playbook, playbook_schema
+
+    if args.playbook_command == "schema":
+        print(json.dumps(playbook_schema(), indent=2))
+        return 0
+    try:
+        playbook = load_playbook(args.file)
+    except PlaybookError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(
+        f"ok: {len(playbook.moments)} moments, {len(playbook.places)} places,"
+        f" {len(playbook.journeys)} journeys"
+    )
+    return 0
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Flags over environment over defaults, validated once."""
     given: dict[str, Any] = {
         name: value
-        for name in ("host", "port", "data_dir", "write_keys", "admin_key", "store", "synchronous")
+        for name in (
+            "host",
+            "port",
+            "data_dir",
+            "write_keys",
+            "admin_key",
+            "store",
+            "synchronous",
+            "playbook",
+        )  # fmt: skip
         if (value := getattr(args, name, None)) is not None
     }
     if "write_keys" in given:
@@ -90,6 +128,8 @@ def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "playbook":
+        return playbook_command(args)
     try:
         settings = settings_from(args)
         if args.command == "serve":
@@ -98,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"momently: bad settings:\n{error}", file=sys.stderr)
         return 2
     except ConfigError as error:
-        print(f"momently: {error}", file=sys.stderr)
+        report = error.report() if isinstance(error, PlaybookError) else str(error)
+        print(f"momently: {report}", file=sys.stderr)
         return 2
     return 0
 

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     store: str | None = Field(None, description="store URL; default sqlite in data_dir")
     synchronous: str = Field("FULL", pattern="^(FULL|NORMAL|OFF)$")
     max_pending_events: int = Field(100_000, ge=1)
+    playbook: Path | None = Field(None, description="playbook file; default: the example")
+    moment_store: str | None = Field(None, description="moment store URL; default beside the log")
 
     @field_validator("write_keys", mode="before")
     @classmethod
@@ -46,4 +48,14 @@ class Settings(BaseSettings):
         if self.store:
             return self.store
         path = (self.data_dir / "momently.db").resolve()
+        return f"sqlite:///{path}?synchronous={self.synchronous}"
+
+    @property
+    def moment_store_url(self) -> str:
+        """The moment store's URL: memory beside a memory log, else a SQLite file of its own."""
+        if self.moment_store:
+            return self.moment_store
+        if self.store and self.store.startswith("memory:"):
+            return "memory://"
+        path = (self.data_dir / "moments.db").resolve()
         return f"sqlite:///{path}?synchronous={self.synchronous}"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from momently.moments.model import Moment
 
 
 class Metrics:
@@ -48,6 +52,22 @@ class Metrics:
             "Events waiting for the next commit",
             registry=self.registry,
         )
+
+        self.moments = Counter(
+            "momently_moments_detected",
+            "Moments detected, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.moment_position = Gauge(
+            "momently_moment_stage_position",
+            "The last log seq the moment stage has committed",
+            registry=self.registry,
+        )
+
+    def on_moments(self, moments: Sequence[Moment]) -> None:
+        for moment in moments:
+            self.moments.labels(moment.kind).inc()
 
     def on_commit(self, size: int, seconds: float) -> None:
         self.commit_seconds.observe(seconds)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
 from momently.events import Event
+from momently.moments.journey_stats import JourneyRecord
+from momently.moments.model import Moment
+from momently.moments.records import MomentBatch, MomentQuery, StateRow
 from momently.state.profile import Profile
 
 IdentityKey = tuple[str, str]
@@ -61,5 +64,39 @@ class Store(Protocol):
     def read_log(self, after: int, limit: int) -> list[LogRecord]: ...
 
     def stats(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+class MomentStore(Protocol):
+    """Where the moment stage keeps its output and its per-customer state.
+
+    ``commit`` is the one write, atomic: moments are keyed by their
+    deterministic id, so committing the same moment twice stores it once.
+    """
+
+    def commit(self, batch: MomentBatch) -> None: ...
+
+    def checkpoint(self) -> int:
+        """The last log seq whose effects are committed (0 before any)."""
+        ...
+
+    def states(self, customer_ids: Sequence[str]) -> dict[str, StateRow]: ...
+
+    def all_states(self) -> Iterator[tuple[str, StateRow]]: ...
+
+    def timers(self) -> list[tuple[int, str]]:
+        """Every (due_ms, customer_id) with a timer set."""
+        ...
+
+    def moments(self, query: MomentQuery) -> list[Moment]:
+        """Moments matching ``query``, newest first."""
+        ...
+
+    def journey_runs(self, journey: str, customer_id: str | None = None) -> list[JourneyRecord]: ...
+
+    def world_event(self, event_id: str) -> dict[str, Any] | None: ...
+
+    def moment_stats(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...

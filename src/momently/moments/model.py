@@ -14,7 +14,7 @@ MomentKind = Literal["know", "go", "do", "buy", "friction", "context"]
 MOMENT_KINDS: Final[tuple[MomentKind, ...]] = ("know", "go", "do", "buy", "friction", "context")
 
 
-class Moment(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+class Moment(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, rename="camel"):
     """One detected moment.
 
     ``trigger`` is the messageId of the event that caused it, or for a moment

@@ -23,7 +23,7 @@ _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 class SpecModel(BaseModel):
     """Base of every playbook model: strict about unknown keys, frozen once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 def parse_duration(value: Any) -> int:

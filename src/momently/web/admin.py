@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -44,8 +45,8 @@ def find_customer(store: Store, identifier: str, field: str = "id") -> str:
     raise NotFound(f"no customer is known by {identifier!r}", field)
 
 
-def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRouter:
-    """The admin API; every route but health needs ``Authorization: Bearer <admin key>``."""
+def admin_guard(admin_key: str | None) -> Callable[..., None]:
+    """A FastAPI dependency that lets through only ``Authorization: Bearer <admin key>``."""
 
     def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -57,8 +58,15 @@ def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRout
         ):
             raise Unauthorized("missing or wrong admin key", "Authorization")
 
+    return require_admin
+
+
+def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRouter:
+    """The admin API; every route but health needs ``Authorization: Bearer <admin key>``."""
     open_routes = APIRouter(tags=["admin"])
-    router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)], responses=_ERRORS)
+    router = APIRouter(
+        tags=["admin"], dependencies=[Depends(admin_guard(admin_key))], responses=_ERRORS
+    )
 
     @open_routes.get("/api/health", response_model=models.Health)
     def health() -> models.Health:

@@ -18,23 +18,46 @@ from momently.engine import Engine
 from momently.errors import InvalidInput, Overloaded, Unavailable, error_body
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
+from momently.moments.detector import MomentDetector
+from momently.moments.playbook import Playbook, load_playbook
+from momently.runtime.stage import MomentStage, StageRunner
 from momently.runtime.writer import Writer
-from momently.store import open_store
-from momently.types import Store
+from momently.store import open_moment_store, open_store
+from momently.types import MomentStore, Store
 from momently.web.admin import admin_router
+from momently.web.moments_api import moments_router
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    moment_store: MomentStore | None = None,
+    clock: Clock | None = None,
+    playbook: Playbook | None = None,
+    detector: MomentDetector | None = None,
+    tick_seconds: float = 1.0,
 ) -> FastAPI:
-    """The whole engine as one ASGI app; it closes its writer and store on shutdown."""
+    """The whole engine as one ASGI app; it closes its stages and stores on shutdown.
+
+    The playbook is loaded (and any error raised) before anything starts.
+    """
+    playbook = playbook or load_playbook(settings.playbook)
+    detector = detector or MomentDetector(playbook)
     store = store if store is not None else open_store(settings.store_url)
+    moment_store = moment_store or open_moment_store(settings.moment_store_url)
     clock = clock or SystemClock()
     metrics = Metrics()
-    writer = Writer(
-        Engine(store), max_pending=settings.max_pending_events, on_commit=metrics.on_commit
-    )
+    stage = MomentStage(store, moment_store, detector, clock, on_moments=metrics.on_moments)
+    runner = StageRunner(stage, tick_seconds=tick_seconds)
+
+    def committed(size: int, seconds: float) -> None:
+        metrics.on_commit(size, seconds)
+        runner.wake()
+
+    writer = Writer(Engine(store), max_pending=settings.max_pending_events, on_commit=committed)
     metrics.pending.set_function(lambda: writer.pending)
+    metrics.moment_position.set_function(lambda: stage.position)
     tracking = TrackingAPI(writer, WriteKeys(settings.write_keys), clock, metrics)
 
     @asynccontextmanager
@@ -43,6 +66,8 @@ def create_app(
             yield
         finally:
             writer.close()
+            runner.close()
+            moment_store.close()
             store.close()
 
     app = FastAPI(
@@ -54,6 +79,8 @@ def create_app(
     app.state.store = store
     app.state.writer = writer
     app.state.metrics = metrics
+    app.state.moment_store = moment_store
+    app.state.stage = runner
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, error: InvalidInput) -> Response:
@@ -110,4 +137,5 @@ def create_app(
 
     app.include_router(tracking.router())
     app.include_router(admin_router(store, writer, settings.admin_key))
+    app.include_router(moments_router(store, moment_store, runner, playbook, settings.admin_key))
     return app

@@ -69,3 +69,54 @@ class EventPage(BaseModel):
     customerId: str  # noqa: N815
     events: list[StoredEvent]
     next: str | None
+
+
+class Moment(BaseModel):
+    """A detected moment: kind, name, confidence, trigger, context snapshot and expiry."""
+
+    model_config = ConfigDict(extra="allow")
+
+    momentId: str  # noqa: N815
+    customerId: str  # noqa: N815
+    kind: str
+    name: str
+    confidence: float
+    atMs: int  # noqa: N815
+    expiresMs: int  # noqa: N815
+    trigger: str
+    source: str
+    context: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+
+
+class MomentPage(BaseModel):
+    moments: list[Moment]
+    next: str | None
+
+
+class JourneyInfo(BaseModel):
+    name: str
+    title: str
+    stages: list[str]
+
+
+class JourneyReport(BaseModel):
+    """Funnel, conversion between stages, median time between stages, drop-off, top paths."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class JourneyRunOut(BaseModel):
+    """One customer's run through one journey."""
+
+    model_config = ConfigDict(extra="allow")
+
+    journey: str
+    run: int
+    stage: str
+
+
+class WorldEventResult(BaseModel):
+    id: str
+    recipients: int
+    duplicate: bool

@@ -1,0 +1,1 @@
+"""Playbooks shipped with momently (package data)."""

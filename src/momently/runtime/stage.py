@@ -1,0 +1,296 @@
+"""The moment stage: reads the event log after its checkpoint, runs the detector,
+and commits moments, customer state and the new checkpoint in one transaction.
+
+It runs beside the ingest writer, never in front of it: an event is
+acknowledged once it is in the log, and its moments follow within
+milliseconds. Because the stage only reads the log and its ids are
+deterministic, a restart (or a crash mid-step) resumes from the checkpoint
+and rewrites exactly what it would have written. Timers (absences running
+out, dwells, routines) sit in one heap for all customers and fire from the
+injected clock; no thread sleeps per customer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from momently.clock import Clock
+from momently.moments.audience import AudienceIndex
+from momently.moments.detector import (
+    CustomerState,
+    Detection,
+    MomentDetector,
+    decode_state,
+    encode_state,
+)
+from momently.moments.journey_stats import record_of
+from momently.moments.model import Moment
+from momently.moments.records import MomentBatch, StateRow
+from momently.moments.world import WorldEvent
+from momently.types import LogRecord, MomentStore, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorldResult:
+    """What became of one world event."""
+
+    id: str
+    recipients: int
+    duplicate: bool
+
+
+class MomentStage:
+    """Single-threaded core of the stage; :class:`StageRunner` drives it in a thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        moments: MomentStore,
+        detector: MomentDetector,
+        clock: Clock,
+        *,
+        step: int = 2_000,
+        cache_size: int = 100_000,
+        on_moments: Callable[[list[Moment]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.moments = moments
+        self.detector = detector
+        self.clock = clock
+        self.step = step
+        self._cache: OrderedDict[str, CustomerState] = OrderedDict()
+        self._cache_size = cache_size
+        self._timers: list[tuple[int, str]] = []
+        self._on_moments = on_moments
+        self.audience = AudienceIndex()
+        self.cooled = 0
+        self.position = moments.checkpoint()
+        for customer, row in moments.all_states():
+            self._index(customer, decode_state(row.body))
+            if row.due_ms is not None:
+                self._timers.append((row.due_ms, customer))
+        heapq.heapify(self._timers)
+
+    # -- state ---------------------------------------------------------------
+
+    def _index(self, customer: str, state: CustomerState) -> None:
+        """Keep the world-event audience index in step with a customer's state."""
+        if state.position is not None:
+            lat, lon, ts = state.position
+            self.audience.update_position(customer, lat, lon, ts)
+        for key, ts in state.interests.items():
+            kind, _, value = key.partition(":")
+            if kind == "product":
+                self.audience.add_interest(customer, product=value, ts_ms=ts)
+            elif kind == "category":
+                self.audience.add_interest(customer, category=value, ts_ms=ts)
+        for topic in state.topics:
+            self.audience.subscribe(customer, topic)
+
+    def _load(self, customers: list[str]) -> tuple[dict[str, CustomerState], set[str]]:
+        """The customers' states, and which of them are new (nothing stored yet)."""
+        found: dict[str, CustomerState] = {}
+        missing = []
+        for customer in customers:
+            state = self._cache.get(customer)
+            if state is None:
+                missing.append(customer)
+            else:
+                found[customer] = state
+        for customer, row in self.moments.states(missing).items():
+            found[customer] = decode_state(row.body)
+        fresh = {c for c in missing if c not in found}
+        for customer in fresh:
+            found[customer] = CustomerState()
+        return found, fresh
+
+    def _remember(self, customer: str, state: CustomerState) -> None:
+        self._cache[customer] = state
+        self._cache.move_to_end(customer)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _commit(
+        self,
+        states: dict[str, CustomerState],
+        found: Detection,
+        checkpoint: int | None,
+        dropped: list[str] | None = None,
+        world: dict[str, dict[str, object]] | None = None,
+    ) -> None:
+        now = self.clock.now_ms()
+        profiles = self.store.profiles(sorted(states))
+        rows: dict[str, StateRow] = {}
+        for customer, state in states.items():
+            due = self.detector.next_due(state, profiles.get(customer), now)
+            rows[customer] = StateRow(encode_state(state), due)
+        runs = [
+            record_of(customer, progress)
+            for customer, journey in sorted(set(found.journeys))
+            if (progress := states[customer].journeys.progress.get(journey)) is not None
+        ]
+        self.moments.commit(
+            MomentBatch(
+                moments=found.moments,
+                states=rows,
+                dropped=dropped or [],
+                journeys=runs,
+                world_events=dict(world or {}),
+                checkpoint=checkpoint,
+            )
+        )
+        for customer, state in states.items():
+            self._remember(customer, state)
+            self._index(customer, state)
+            due = rows[customer].due_ms
+            if due is not None:
+                heapq.heappush(self._timers, (due, customer))
+        self.cooled += found.cooled
+        if self._on_moments is not None and found.moments:
+            self._on_moments(found.moments)
+
+    # -- the log ---------------------------------------------------------------
+
+    def _undo(self) -> None:
+        """After a failed commit: forget what memory holds beyond the checkpoint."""
+        self._cache.clear()
+        self.position = self.moments.checkpoint()
+
+    def catch_up(self, limit: int | None = None) -> int:
+        """Process log records after the checkpoint; returns how many were processed."""
+        done = 0
+        while limit is None or done < limit:
+            records = self.store.read_log(self.position, self.step)
+            if not records:
+                break
+            try:
+                self._process(records)
+            except BaseException:
+                self._undo()
+                raise
+            done += len(records)
+        return done
+
+    def _process(self, records: list[LogRecord]) -> None:
+        owners = {c: self.store.canonical(c) or c for c in {r.customer_id for r in records}}
+        states, fresh = self._load(sorted(set(owners.values()) | set(owners)))
+        dropped = []
+        for loser, winner in sorted(owners.items()):
+            if loser == winner:
+                continue
+            # Merged away: the winner keeps its own state, or takes over the loser's.
+            lost = states.pop(loser)
+            if loser not in fresh:
+                if winner in fresh:
+                    states[winner] = lost
+                    fresh.discard(winner)
+                dropped.append(loser)
+            self._cache.pop(loser, None)
+            self.audience.merge(loser, winner)
+        profiles = self.store.profiles(sorted({owners[r.customer_id] for r in records}))
+        found = Detection()
+        touched: dict[str, CustomerState] = {}
+        for record in records:
+            customer = owners[record.customer_id]
+            state = states[customer]
+            step = self.detector.on_event(customer, state, record.event, profiles.get(customer))
+            found.moments.extend(step.moments)
+            found.journeys.extend(step.journeys)
+            found.cooled += step.cooled
+            touched[customer] = state
+        self._commit(touched, found, records[-1].seq, dropped)
+        self.position = records[-1].seq
+
+    # -- timers ------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Fire every timer due by the clock's now; returns how many moments that made."""
+        now = self.clock.now_ms()
+        due: set[str] = set()
+        while self._timers and self._timers[0][0] <= now:
+            due.add(heapq.heappop(self._timers)[1])
+        if not due:
+            return 0
+        states, _ = self._load(sorted(due))
+        profiles = self.store.profiles(sorted(due))
+        found = Detection()
+        for customer in sorted(due):
+            step = self.detector.on_time(customer, states[customer], profiles.get(customer), now)
+            found.moments.extend(step.moments)
+            found.journeys.extend(step.journeys)
+            found.cooled += step.cooled
+        try:
+            self._commit(states, found, None)
+        except BaseException:
+            self._undo()
+            for customer in due:  # try them again on the next tick
+                heapq.heappush(self._timers, (now, customer))
+            raise
+        return len(found.moments)
+
+    def next_timer(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    # -- world events --------------------------------------------------------------
+
+    def world_event(self, event: WorldEvent) -> WorldResult:
+        """Fan a world event out to the customers it concerns, once per event id."""
+        if self.moments.world_event(event.id) is not None:
+            return WorldResult(event.id, 0, duplicate=True)
+        now = self.clock.now_ms()
+        at = event.at if event.at is not None else now
+        center = None
+        if event.near is not None:
+            if event.near.place is not None:
+                center = self.detector.place_center(event.near.place)
+            elif event.near.lat is not None and event.near.lon is not None:
+                center = (event.near.lat, event.near.lon)
+        recipients = self.audience.audience(event, center, at)
+        found = Detection(moments=self.detector.world_moments(event, recipients, at))
+        body = event.model_dump(mode="json")
+        body["recipients"] = len(recipients)
+        self._commit({}, found, None, world={event.id: body})
+        return WorldResult(event.id, len(recipients), duplicate=False)
+
+
+class StageRunner:
+    """Runs a :class:`MomentStage` in a thread, woken by commits and by a timer tick."""
+
+    def __init__(self, stage: MomentStage, *, tick_seconds: float = 1.0) -> None:
+        self.stage = stage
+        self.lock = threading.Lock()  # callers from other threads (world events) take it too
+        self._wake = threading.Event()
+        self._closed = False
+        self._tick = tick_seconds
+        self._thread = threading.Thread(target=self._loop, name="momently-moments", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the stage the log has grown."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._tick)
+            self._wake.clear()
+            try:
+                with self.lock:
+                    self.stage.catch_up()
+                    self.stage.tick()
+            except Exception:
+                # The batch rolled back; the checkpoint did not move, so it is retried.
+                log.exception("moment stage step failed; retrying from the checkpoint")
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+        with self.lock:
+            self.stage.catch_up()

@@ -1,0 +1,89 @@
+"""The in-memory moment store: the test double and the reference the others must match."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from momently.moments.journey_stats import JourneyRecord
+from momently.moments.model import Moment
+from momently.moments.records import MomentBatch, MomentQuery, StateRow
+
+
+def matches(moment: Moment, query: MomentQuery) -> bool:
+    """Whether a moment passes the filters of a query (the cursor aside)."""
+    return (
+        (query.customer_id is None or moment.customer_id == query.customer_id)
+        and (query.kind is None or moment.kind == query.kind)
+        and (query.name is None or moment.name == query.name)
+        and (query.since_ms is None or moment.at_ms >= query.since_ms)
+        and (query.until_ms is None or moment.at_ms < query.until_ms)
+        and (query.before is None or (moment.at_ms, moment.moment_id) < query.before)
+    )
+
+
+class MemoryMomentStore:
+    """Dicts; ``commit`` is atomic because it cannot fail half-way."""
+
+    def __init__(self) -> None:
+        self._moments: dict[str, Moment] = {}
+        self._states: dict[str, StateRow] = {}
+        self._journeys: dict[tuple[str, str, int], JourneyRecord] = {}
+        self._world: dict[str, dict[str, Any]] = {}
+        self._checkpoint = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryMomentStore:
+        return cls()
+
+    def commit(self, batch: MomentBatch) -> None:
+        for moment in batch.moments:
+            self._moments.setdefault(moment.moment_id, moment)
+        for customer in batch.dropped:
+            self._states.pop(customer, None)
+        self._states.update(batch.states)
+        for run in batch.journeys:
+            self._journeys[(run.customer_id, run.journey, run.run)] = run
+        for event_id, body in batch.world_events.items():
+            self._world.setdefault(event_id, body)
+        if batch.checkpoint is not None:
+            self._checkpoint = max(self._checkpoint, batch.checkpoint)
+
+    def checkpoint(self) -> int:
+        return self._checkpoint
+
+    def states(self, customer_ids: Sequence[str]) -> dict[str, StateRow]:
+        return {c: self._states[c] for c in customer_ids if c in self._states}
+
+    def all_states(self) -> Iterator[tuple[str, StateRow]]:
+        yield from sorted(self._states.items())
+
+    def timers(self) -> list[tuple[int, str]]:
+        return sorted((row.due_ms, c) for c, row in self._states.items() if row.due_ms is not None)
+
+    def moments(self, query: MomentQuery) -> list[Moment]:
+        found = [m for m in self._moments.values() if matches(m, query)]
+        found.sort(key=lambda m: (m.at_ms, m.moment_id), reverse=True)
+        return found[: query.limit]
+
+    def journey_runs(self, journey: str, customer_id: str | None = None) -> list[JourneyRecord]:
+        return [
+            run
+            for key, run in sorted(self._journeys.items())
+            if key[1] == journey and (customer_id is None or key[0] == customer_id)
+        ]
+
+    def world_event(self, event_id: str) -> dict[str, Any] | None:
+        return self._world.get(event_id)
+
+    def moment_stats(self) -> dict[str, int]:
+        return {
+            "moments": len(self._moments),
+            "customerStates": len(self._states),
+            "journeyRuns": len(self._journeys),
+            "worldEvents": len(self._world),
+            "checkpoint": self._checkpoint,
+        }
+
+    def close(self) -> None:
+        pass
