@@ -16,12 +16,13 @@ import pytest
 from momently.clock import FakeClock
 from momently.engine import Engine
 from momently.events import Event, from_ms
-from momently.moments.detector import MomentDetector
+from momently.moments.detector import CustomerState, Detection, MomentDetector
 from momently.moments.model import Moment
 from momently.moments.playbook import Playbook, load_playbook
 from momently.moments.records import MomentQuery
 from momently.moments.world import WorldEvent
 from momently.runtime.stage import MomentStage
+from momently.state.profile import Profile
 from momently.store.moments_sqlite import SqliteMomentStore
 from momently.store.sqlite import SqliteStore
 from tests.moments.factories import DAY, HOUR, MINUTE, T0, page, ping, search, track
@@ -266,3 +267,34 @@ def test_clear_braces_journey_across_three_devices(pipe: Pipeline) -> None:
         m.context.get("journeys", {}).get("clear-braces") for m in pipe.all(customer_id=customer)
     }
     assert "cost" in stages
+
+
+class _Brittle(MomentDetector):
+    """A detector that cannot read one particular event."""
+
+    def on_event(
+        self, customer_id: str, state: CustomerState, event: Event, profile: Profile | None
+    ) -> Detection:
+        if event.properties.get("poison"):
+            raise RuntimeError("cannot read this one")
+        return super().on_event(customer_id, state, event, profile)
+
+
+def test_an_event_the_detector_cannot_read_is_skipped_and_counted(
+    tmp_path: Path, playbook: Playbook
+) -> None:
+    store = SqliteStore(tmp_path / "log.db", synchronous="NORMAL")
+    moments = SqliteMomentStore(tmp_path / "moments.db", synchronous="NORMAL")
+    stage = MomentStage(store, moments, _Brittle(playbook), FakeClock(T0))
+    Engine(store).ingest(
+        [
+            track("Order Completed", T0, properties={"poison": True}),
+            track("Order Completed", T0 + 1, user="u2", properties={"fulfilment": "collect"}),
+        ]
+    )
+    assert stage.catch_up() == 2
+    assert stage.failed == 1
+    assert stage.position == 2 and moments.checkpoint() == 2
+    assert [m.name for m in moments.moments(MomentQuery())] == ["click-and-collect"]
+    moments.close()
+    store.close()

@@ -205,6 +205,8 @@ class AudienceIndex:
         if entry is None or not entry.topics or topic not in entry.topics:
             return
         entry.topics.remove(topic)
+        if not entry.topics:
+            entry.topics = None
         _discard(self._topics, topic, customer_id)
         self._drop_if_empty(customer_id, entry)
 

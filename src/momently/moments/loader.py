@@ -504,7 +504,11 @@ def _fail(source: str, reason: str) -> PlaybookError:
 def _syntax_error(source: str, error: yaml.MarkedYAMLError) -> PlaybookError:
     mark = error.problem_mark or error.context_mark
     reason = f"invalid YAML: {error.problem or error.context or 'cannot parse'}"
-    if error.context and error.problem and error.context_mark is not None:
+    if error.problem and "maximum nesting depth" in error.problem:
+        # libyaml >= 0.2.5 as bundled by PyYAML 6.0.3+ has its own (deeper) limit and
+        # may trip it first; the playbook's limit is the one a user can act on.
+        reason = f"nested deeper than {MAX_DEPTH} levels"
+    elif error.context and error.problem and error.context_mark is not None:
         reason += f" ({error.context} at line {error.context_mark.line + 1})"
     line, column = _mark(mark) if mark is not None else (None, None)
     return PlaybookError(source, [Problem(source, line, column, "", reason)])

@@ -71,6 +71,7 @@ class MomentStage:
         self._on_moments = on_moments
         self.audience = AudienceIndex()
         self.cooled = 0
+        self.failed = 0
         self.position = moments.checkpoint()
         for customer, row in moments.all_states():
             self._index(customer, decode_state(row.body))
@@ -200,7 +201,14 @@ class MomentStage:
         for record in records:
             customer = owners[record.customer_id]
             state = states[customer]
-            step = self.detector.on_event(customer, state, record.event, profiles.get(customer))
+            try:
+                step = self.detector.on_event(customer, state, record.event, profiles.get(customer))
+            except Exception:
+                # One event the detector cannot read must not stall the stage on it
+                # for ever: it is skipped, counted and logged (by position, not content).
+                log.exception("moment detection failed on log seq %d; skipped", record.seq)
+                self.failed += 1
+                continue
             found.moments.extend(step.moments)
             found.journeys.extend(step.journeys)
             found.cooled += step.cooled

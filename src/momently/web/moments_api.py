@@ -138,6 +138,7 @@ def moments_router(
         """How much the moment stage holds, where it is in the log, and what it held back."""
         counts = moments.moment_stats()
         counts["cooledDown"] = runner.stage.cooled
+        counts["failed"] = runner.stage.failed
         return counts
 
     return router
