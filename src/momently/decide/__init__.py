@@ -1,0 +1,1 @@
+"""Decide: arbitration across candidate actions, policies (the contextual bandit), constraints."""

@@ -1,0 +1,1 @@
+"""Measure what decisions earned: off-policy evaluation of policies on logged decisions."""
