@@ -261,3 +261,19 @@ def compile_condition(condition: Condition) -> Test:
         return all(check(profile_value(profile, path)) for path, check in on_profile)
 
     return test
+
+
+def compile_profile_test(predicates: Sequence[Predicate]) -> Callable[[Profile | None], bool]:
+    """A fast test of predicates on the profile alone (offer eligibility uses it).
+
+    >>> test = compile_profile_test([Predicate(path="traits.plan", op="==", value="pro")])
+    >>> test(None)
+    False
+    """
+    Condition(profile=tuple(predicates))  # the same path checks as in a condition
+    checks = [(p.path, _compare(p)) for p in predicates]
+
+    def test(profile: Profile | None) -> bool:
+        return all(check(profile_value(profile, path)) for path, check in checks)
+
+    return test

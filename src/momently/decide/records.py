@@ -1,0 +1,62 @@
+"""The decision record: what was chosen for a moment, with what probability, and why."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final, Literal
+
+import msgspec
+
+Action = Literal["send", "schedule", "silent"]
+ACTIONS: Final[tuple[Action, ...]] = ("send", "schedule", "silent")
+Holdout = Literal["global", "offer"]
+
+
+class Candidate(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """One action considered: its best slot and channel, its score and its parts."""
+
+    offer: str
+    channel: str | None = None
+    send_at_ms: int | None = None
+    score: float = 0.0
+    parts: dict[str, float] = {}
+    channel_reason: str | None = None  # why this channel: it has a message, or a fallback
+    refused: str | None = None  # the constraint that ruled it out
+
+
+class Decision(msgspec.Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """What momently decided for one moment; silence is a decision too."""
+
+    decision_id: str
+    customer_id: str
+    moment_id: str
+    moment_name: str
+    moment_kind: str
+    at_ms: int
+    action: Action
+    offer: str | None = None
+    channel: str | None = None
+    device: str | None = None
+    send_at_ms: int | None = None
+    expires_ms: int = 0
+    probability: float = 1.0  # the probability with which this action was picked
+    score: float = 0.0
+    holdout: Holdout | None = None
+    reasons: list[str] = []
+    candidates: list[Candidate] = []
+    bound: list[str] = []  # constraints that ruled something out, "check: reason"
+    features: dict[str, float] = {}  # the context the policy saw, for off-policy evaluation
+    status: str = "decided"  # decided, held_out, silent (delivery moves it on)
+
+
+def decision_id(moment_id: str) -> str:
+    """At most one decision per moment, and the same one on replay.
+
+    >>> decision_id("mo-1") == decision_id("mo-1")
+    True
+    """
+    return "de-" + hashlib.blake2b(moment_id.encode(), digest_size=12).hexdigest()
+
+
+def to_json(decision: Decision) -> dict[str, Any]:
+    return msgspec.to_builtins(decision)  # type: ignore[no-any-return]
