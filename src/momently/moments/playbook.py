@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from momently.decide.spec import DecideSpec
 from momently.moments.friction import FrictionSettings
 from momently.moments.geo import GeoSettings, PlaceSpec
 from momently.moments.intent import IntentSettings
@@ -59,6 +60,9 @@ class Playbook(SpecModel):
     journeys: tuple[JourneySpec, ...] = ()
     moments: tuple[MomentDef, ...] = ()
     detectors: Detectors = Detectors()
+    decide: DecideSpec = Field(
+        DecideSpec(), description="offers, channels, caps, quiet hours, holdouts, arbitration"
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> Playbook:
