@@ -167,14 +167,14 @@ def test_state_round_trips_through_bytes_and_pickle(
 
 
 def test_clone_is_fresh_with_the_same_hyperparameters() -> None:
-    bandit = LinearBandit(alpha=0.3, epsilon=0.1, covariance="diagonal", bits=10, seed=4)
+    bandit = LinearBandit(alpha=0.3, epsilon=0.1, covariance="full", bits=10, seed=4)
     bandit.learn({"x": 1.0}, {"a": 1.0}, 1.0, 0.5)
     clone = bandit.clone()
     assert clone.n_updates == 0
     assert (clone.alpha, clone.epsilon, clone.covariance, clone.bits, clone.seed) == (
         0.3,
         0.1,
-        "diagonal",
+        "full",
         10,
         4,
     )
@@ -214,8 +214,8 @@ def test_importance_weighting_counts_rare_choices_more() -> None:
     [
         ({"covariance": "sparse"}, "covariance"),
         ({"bits": 0}, "bits"),
-        ({"bits": 13}, "bits"),
-        ({"covariance": "diagonal", "bits": 27}, "bits"),
+        ({"covariance": "diagonal", "bits": 25}, "bits"),
+        ({"covariance": "full", "bits": 13}, "bits"),
         ({"alpha": -1.0}, "alpha"),
         ({"l2": 0.0}, "l2"),
         ({"epsilon": 1.5}, "epsilon"),
@@ -229,7 +229,7 @@ def test_bad_hyperparameters_are_refused(kwargs: dict[str, object], message: str
 
 
 def test_bad_calls_are_refused() -> None:
-    bandit = LinearBandit()
+    bandit = LinearBandit(covariance="full", bits=6)
     with pytest.raises(ValueError, match="propensity"):
         bandit.learn({}, {"a": 1.0}, 1.0, 0.0)
     with pytest.raises(ValueError, match="propensity"):

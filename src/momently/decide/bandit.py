@@ -16,21 +16,26 @@ least ``epsilon / K``, so no action is ever out of reach of evaluation.
 
 Two posteriors, by ``covariance``:
 
+* ``"diagonal"`` (the default) — a factorised Gaussian posterior updated by
+  assumed-density filtering (one Kalman step, then the off-diagonal
+  covariance dropped, as in Graepel et al.'s AdPredictor); ``O(m)`` per
+  update and ``O(K·m)`` per choice for ``m`` active features, so it takes
+  large hashed spaces (default ``bits`` 18). About 0.5 ms per choose + learn
+  over 80 candidates here, a fifth of Vowpal Wabbit's time from Python
+  (``benchmarks/bench_bandit.py``).
 * ``"full"`` — exact LinUCB: the inverse design matrix, updated by
   Sherman–Morrison; ``O(d²)`` per update and ``O(K·d²)`` per choice, so keep
-  ``bits`` small (``d = 2**bits``, default 8).
-* ``"diagonal"`` — a factorised Gaussian posterior updated by assumed-density
-  filtering (one Kalman step, then the off-diagonal covariance dropped, as in
-  Graepel et al.'s AdPredictor); ``O(m)`` per update and ``O(K·m)`` per
-  choice for ``m`` active features, so it takes large hashed spaces
-  (default ``bits`` 18).
+  ``bits`` small (``d = 2**bits``, default 8, at most 12); about VW's time.
 
 Why not river: ``river.bandit.LinUCBDisjoint`` keeps one regression per arm
 id, so it cannot score an offer it has not seen or share what it learned
 across offers with the same features, gives no probability for its choice
 (it takes the argmax) and, by its own docstring, is too slow for real use.
-``river.linear_model.BayesianLinearRegression`` is the same model as
-``"full"`` but works on dicts one feature at a time. So this is numpy.
+``river.linear_model.BayesianLinearRegression`` is the ``"full"`` model over
+named features, but its matrices grow with every new feature name (here every
+context × offer pair: unbounded) and each candidate's variance costs
+``O(F²)`` in the ``F`` names seen so far. So this is numpy, with hashing to
+bound the size.
 
 Randomness is a pure function of ``seed`` and a key: pass the decision id as
 ``key`` and replaying the decision picks the same action; without a key, a
@@ -82,6 +87,7 @@ _BIAS: Final = "\x00bias"
 _PAIR: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX: Final = np.uint64(0xBF58476D1CE4E5B9)
 _MAX_FULL_BITS: Final = 12  # a 4096 x 4096 float64 matrix is 128 MiB
+_MAX_DIAGONAL_BITS: Final = 24  # two float64 vectors of 2**24: 256 MiB
 _STATE_VERSION: Final = 1
 
 
@@ -248,7 +254,7 @@ class LinearBandit:
         0: the rest goes to the best score (ties share it); > 0: a softmax of the
         scores at this temperature.
     covariance
-        ``"full"`` (exact LinUCB) or ``"diagonal"`` (factorised, for large spaces).
+        ``"diagonal"`` (factorised, fast, for large spaces) or ``"full"`` (exact LinUCB).
     bits
         ``2**bits`` hashed weights; default 8 for ``"full"``, 18 for ``"diagonal"``.
     importance_weighting
@@ -269,7 +275,7 @@ class LinearBandit:
         l2: float = 1.0,
         epsilon: float = 0.05,
         temperature: float = 0.0,
-        covariance: Covariance = "full",
+        covariance: Covariance = "diagonal",
         bits: int | None = None,
         importance_weighting: bool = False,
         max_weight: float = 100.0,
@@ -279,7 +285,7 @@ class LinearBandit:
             raise ValueError(f"covariance must be 'full' or 'diagonal', not {covariance!r}")
         if bits is None:
             bits = 8 if covariance == "full" else 18
-        top = _MAX_FULL_BITS if covariance == "full" else 26
+        top = _MAX_FULL_BITS if covariance == "full" else _MAX_DIAGONAL_BITS
         if not 1 <= bits <= top:
             raise ValueError(f"bits must be in [1, {top}] for covariance={covariance!r}")
         if not alpha >= 0.0:
