@@ -240,6 +240,13 @@ def test_bad_calls_are_refused() -> None:
         bandit.choose({}, [])
     with pytest.raises(ValueError, match="not finite"):
         bandit.choose({"x": float("inf")}, [{"a": 1.0}])
+    bandit.learn({"x": 1.0}, {"a": 1.0}, 1.0, 0.5)
+    with pytest.raises(ValueError, match="overflowed"):
+        bandit.choose({"x": 1e200}, [{"a": 1e200}])
+    before = bandit.to_bytes()
+    with pytest.raises(ValueError, match="too large"):
+        bandit.learn({"x": 1e200}, {"a": 1e200}, 1.0, 0.5)
+    assert bandit.to_bytes() == before
     state = msgspec.msgpack.decode(bandit.to_bytes())
     state["arrays"]["theta"] = state["arrays"]["theta"][:-8]
     with pytest.raises(ValueError, match="wrong size"):

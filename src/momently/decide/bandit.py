@@ -88,6 +88,7 @@ _PAIR: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX: Final = np.uint64(0xBF58476D1CE4E5B9)
 _MAX_FULL_BITS: Final = 12  # a 4096 x 4096 float64 matrix is 128 MiB
 _MAX_DIAGONAL_BITS: Final = 24  # two float64 vectors of 2**24: 256 MiB
+_MAX_PRODUCT: Final = 1e12  # a feature product beyond this is a unit mistake, not a signal
 _STATE_VERSION: Final = 1
 
 
@@ -337,7 +338,9 @@ class LinearBandit:
         # Multiply-shift hashing: the top bits of the product are the well-mixed ones.
         h = ((context.hashes * _PAIR)[:, None] ^ actions.hashes[None, :]) * _MIX
         idx = (h >> self._shift).astype(np.int64)
-        return idx, context.values[:, None] * actions.values[None, :]
+        with np.errstate(over="ignore"):  # checked by the callers, which say what overflowed
+            val = context.values[:, None] * actions.values[None, :]
+        return idx, val
 
     def _mean_var(
         self,
@@ -347,7 +350,8 @@ class LinearBandit:
         ctx = hash_features(context)
         acts = encode_actions(actions)
         idx, val = self._pairs(ctx, acts)
-        mean, var = self._posterior.mean_var(acts.rows, idx, val, acts.size)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, var = self._posterior.mean_var(acts.rows, idx, val, acts.size)
         return mean, np.maximum(var, 0.0)  # round-off can dip a hair below 0
 
     def predict(
@@ -360,6 +364,8 @@ class LinearBandit:
 
     def _explore(self, mean: FloatArray, var: FloatArray) -> tuple[FloatArray, FloatArray]:
         scores = mean + self.alpha * np.sqrt(var)
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("scores overflowed: feature values are too large")
         k = len(scores)
         if self.temperature > 0.0:
             greedy = np.exp((scores - scores.max()) / self.temperature)
@@ -411,6 +417,8 @@ class LinearBandit:
             raise ValueError(f"propensity must be in (0, 1], not {propensity!r}")
         weight = min(1.0 / p, self.max_weight) if self.importance_weighting else 1.0
         idx, val = self._pairs(hash_features(context), encode_actions([action]))
+        if not np.all(np.isfinite(val)) or float(np.abs(val).max()) > _MAX_PRODUCT:
+            raise ValueError("feature values are too large to learn from")  # state untouched
         self._posterior.update(idx.ravel(), val.ravel(), r, weight)
         self.n_updates += 1
 
