@@ -33,25 +33,31 @@ import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Protocol
 
 from momently.decide.constraints import (
     Contacts,
     Refusal,
+    Windows,
     cap_keep_ms,
-    check_send,
+    caps_refusal,
+    consent_refusal,
     customer_zone,
+    reachable,
+    spacing_refusal,
 )
 from momently.decide.holdout import in_holdout
 from momently.decide.records import Candidate, Decision, Holdout, decision_id
 from momently.decide.signals import Signals
 from momently.decide.spec import ChannelSpec, DecideSpec, OfferSpec
 from momently.moments.conditions import compile_profile_test
-from momently.moments.model import Moment
+from momently.moments.model import MOMENT_KINDS, Moment
 from momently.state.profile import Profile
 
 HOUR_MS: Final = 3_600_000
 MAX_SLOTS: Final = 48
+EXPLAINED: Final = 5  # candidates whose score is broken into its parts
 SILENCE: Final = "(silence)"
 
 
@@ -118,6 +124,10 @@ class Arbiter:
             _Offer(o, compile_profile_test(o.target.profile), offer_features(o))
             for o in spec.offers
         ]
+        self.by_kind = {
+            kind: [o for o in self.offers if not o.spec.target.kinds or kind in o.spec.target.kinds]
+            for kind in MOMENT_KINDS
+        }
         self.channels = {c.name: c for c in spec.channels}
         all_caps = list(spec.caps) + [c for o in spec.offers for c in o.caps]
         self.keep_ms = cap_keep_ms(all_caps)
@@ -140,59 +150,6 @@ class Arbiter:
         if not offer.eligible(profile):
             return "customer does not match the offer's profile conditions"
         return None
-
-    # -- timing and channel -------------------------------------------------------------
-
-    def _slots(self, moment: Moment, offer: OfferSpec, now: int) -> list[int]:
-        end = min(moment.expires_ms, now + self.spec.arbitration.horizon)
-        if offer.ttl is not None:
-            end = min(end, now + offer.ttl)
-        slots = [now]
-        nxt = (now // HOUR_MS + 1) * HOUR_MS
-        while nxt < end and len(slots) < MAX_SLOTS:
-            slots.append(nxt)
-            nxt += HOUR_MS
-        return slots
-
-    def _timing(
-        self, moment: Moment, signals: Signals, tz: str | None, at: int, now: int
-    ) -> tuple[float, float]:
-        """(receptivity relative to the customer's average, share of the moment left)."""
-        mean = sum(signals.receptivity) / len(signals.receptivity)
-        receptive = signals.engage_at(at, tz) / mean if mean > 0 else 1.0
-        left = 1.0
-        if self.spec.arbitration.decay == "linear" and moment.expires_ms > now:
-            left = max(0.0, (moment.expires_ms - at) / (moment.expires_ms - now))
-        return min(receptive, 4.0), left
-
-    def _channels(
-        self, offer: OfferSpec, profile: Profile | None, signals: Signals, contacts: Contacts
-    ) -> list[tuple[ChannelSpec, str, Refusal | None]]:
-        """Each channel to try for the offer, why it is tried, and any address/consent refusal."""
-        tried: list[tuple[ChannelSpec, str, Refusal | None]] = []
-        seen: set[str] = set()
-        for name in offer.messages:
-            channel: ChannelSpec | None = self.channels[name]
-            reason = "has a message"
-            while channel is not None and channel.name not in seen:
-                seen.add(channel.name)
-                refusal = check_send(
-                    channel=channel,
-                    offer=offer,
-                    profile=profile,
-                    contacts=Contacts(),
-                    at_ms=0,
-                    caps=[],
-                    quiet=None,
-                    min_gap_ms=0,
-                    active_device=signals.active_device,
-                )
-                tried.append((channel, reason, refusal))
-                if refusal is None or channel.fallback is None:
-                    break
-                reason = f"fallback from {channel.name} ({refusal.check})"
-                channel = self.channels[channel.fallback]
-        return tried
 
     # -- the decision ---------------------------------------------------------------------
 
@@ -222,12 +179,11 @@ class Arbiter:
                 action="silent", reasons=["the moment expired before a decision"],
                 features=context, status="silent",
             )  # fmt: skip
-        tz = customer_zone(profile).key
         arb = self.spec.arbitration
         candidates: list[Candidate] = []
-        bound: list[str] = []
         fits = []
-        for offer in self.offers:
+        same_kind = self.by_kind[moment.kind]
+        for offer in same_kind:
             why = self._eligible(offer, moment, profile)
             if why is None:
                 fits.append(offer)
@@ -235,20 +191,21 @@ class Arbiter:
                 candidates.append(Candidate(offer=offer.spec.id, refused=f"eligibility: {why}"))
         prior = max(0.01, min(1.0, moment.confidence * 0.5))
         relevance = self.relevance.estimate(context, [o.features for o in fits], prior)
-        propensity = max(signals.propensity, moment.confidence * 0.1)
-        fatigue_cost = signals.fatigue * arb.fatigue_cost
+        search = _Search(self, moment, profile, signals, contacts, now_ms)
         scored: list[tuple[float, Candidate, _Offer]] = []
         for offer, rel in zip(fits, relevance, strict=True):
-            best = self._best(
-                offer.spec, moment, profile, signals, contacts, now_ms, tz, rel, propensity,
-                fatigue_cost, bound,
-            )  # fmt: skip
+            best = search.best(offer.spec, rel)
             candidates.append(best)
             if best.refused is None:
                 scored.append((best.score, best, offer))
         beating = [s for s in scored if s[0] > arb.min_score]
         beating.sort(key=lambda s: (-s[0], s[1].offer))
+        for _, top, _ in beating[:EXPLAINED]:
+            search.explain(top)
         candidates.append(Candidate(offer=SILENCE, score=0.0))
+        bound = sorted(search.bound)
+        others = len(self.offers) - len(same_kind)
+        notes = [f"{others} other offers are not for {moment.kind} moments"] if others else []
         if not beating:
             reason = (
                 "no offer fits this moment"
@@ -258,8 +215,8 @@ class Arbiter:
                 else "every fitting offer is ruled out by a constraint"
             )
             return base(
-                action="silent", reasons=[reason], candidates=candidates,
-                bound=sorted(set(bound)), features=context, status="silent",
+                action="silent", reasons=[reason, *notes], candidates=candidates, bound=bound,
+                features=context, status="silent",
             )  # fmt: skip
         index, probability = _explore(len(beating), arb.exploration, did)
         score, chosen, offer = beating[index]
@@ -268,6 +225,7 @@ class Arbiter:
             + (" (exploring)" if index > 0 else ""),
             _when_reason(chosen, now_ms),
             f"channel {chosen.channel}: {chosen.channel_reason}",
+            *notes,
         ]
         channel = self.channels[chosen.channel or ""]
         device = signals.active_device if channel.kind in ("in_app", "push") else None
@@ -288,89 +246,216 @@ class Arbiter:
             probability=probability,
             score=score,
             holdout=holdout,
-            reasons=[r for r in reasons if r],
+            reasons=reasons,
             candidates=candidates,
-            bound=sorted(set(bound)),
+            bound=bound,
             features=context,
             status="held_out" if holdout else "decided",
         )
 
-    def _best(
+
+class _Search:
+    """One decision's search over offers, channels and slots, with its checks memoised.
+
+    What does not depend on the offer — the slots and their timing factors, a
+    channel's consent and address, the global caps, quiet hours and gap at a
+    slot — is worked out once per decision, so 50 offers cost little more than 5.
+    """
+
+    def __init__(
         self,
-        offer: OfferSpec,
+        arbiter: Arbiter,
         moment: Moment,
         profile: Profile | None,
         signals: Signals,
         contacts: Contacts,
         now: int,
-        tz: str,
-        relevance: float,
-        propensity: float,
-        fatigue_cost: float,
-        bound: list[str],
-    ) -> Candidate:
+    ) -> None:
+        self.arbiter = arbiter
+        self.spec = arbiter.spec
+        self.moment = moment
+        self.profile = profile
+        self.signals = signals
+        self.contacts = contacts
+        self.now = now
+        self.zone = customer_zone(profile)
+        self.bound: set[str] = set()
+        self.fatigue_cost = signals.fatigue * self.spec.arbitration.fatigue_cost
+        self.propensity = max(signals.propensity, moment.confidence * 0.1)
+        self._reach: dict[tuple[str, str], Refusal | None] = {}
+        self._global: dict[tuple[str, int], Refusal | None] = {}
+        self._spaced: dict[int, Refusal | None] = {}
+        self._tried: dict[tuple[str, ...], list[tuple[ChannelSpec, str]]] = {}
+        self._windows: Windows = {}
+        self._open_slots: dict[str, list[tuple[float, int, float, float]]] = {}
+        self._closed: dict[str, Refusal] = {}
+        self._parts: dict[str, tuple[float, float, float, float, float, float]] = {}
+        # Slots: now, then the top of each hour until the moment or the horizon ends,
+        # best first by the customer's receptivity and what is left of the moment.
+        end = min(moment.expires_ms, now + self.spec.arbitration.horizon)
+        times = [now]
+        nxt = (now // HOUR_MS + 1) * HOUR_MS
+        while nxt < end and len(times) < MAX_SLOTS:
+            times.append(nxt)
+            nxt += HOUR_MS
+        curve = signals.receptivity
+        mean = sum(curve) / len(curve)
+        linear = self.spec.arbitration.decay == "linear"
+        span = moment.expires_ms - now
+        self.slots: list[tuple[float, int, float, float]] = []  # (factor, at, receptive, left)
+        for at in times:
+            local = datetime.fromtimestamp(at / 1000, self.zone)
+            how = local.weekday() * 24 + local.hour
+            receptive = min(curve[how] / mean, 4.0) if mean > 0 else 1.0
+            left = max(0.0, (moment.expires_ms - at) / span) if linear and span > 0 else 1.0
+            self.slots.append((receptive * left, at, receptive, left))
+            self._spaced[at] = spacing_refusal(
+                self.spec.quiet_hours, self.spec.min_gap, contacts, at, self.zone,
+                local.hour * 60 + local.minute,
+            )  # fmt: skip
+        self.slots.sort(key=lambda s: (-s[0], s[1]))
+
+    def _reachable(self, channel: ChannelSpec, offer: OfferSpec) -> Refusal | None:
+        key = (channel.name, offer.purpose)
+        if key not in self._reach:
+            refusal = consent_refusal(channel, offer.purpose, self.profile)
+            if refusal is None and not reachable(channel, self.profile, self.signals.active_device):
+                refusal = Refusal("address", f"{channel.name}: no address for this customer")
+            self._reach[key] = refusal
+        return self._reach[key]
+
+    def _caps(self, channel: str, at: int) -> Refusal | None:
+        if not self.contacts.items:
+            return None  # nothing counted yet: no cap of one or more can bind
+        key = (channel, at)
+        if key not in self._global:
+            self._global[key] = caps_refusal(
+                self.spec.caps, self.contacts, at, self.zone, channel, None, self._windows
+            )
+        return self._global[key]
+
+    def _spacing(self, at: int) -> Refusal | None:
+        return self._spaced[at]
+
+    def _open(self, channel: str) -> list[tuple[float, int, float, float]]:
+        """The slots no global cap, quiet hour or gap closes on this channel, best first."""
+        found = self._open_slots.get(channel)
+        if found is None:
+            found = []
+            for slot in self.slots:
+                at = slot[1]
+                refusal = self._caps(channel, at) or self._spacing(at)
+                if refusal is None:
+                    found.append(slot)
+                    continue
+                self._closed[channel] = refusal
+                if at == self.now:
+                    self.bound.add(f"{refusal.check}: {refusal.reason}")
+            self._open_slots[channel] = found
+        return found
+
+    def _channels(self, offer: OfferSpec) -> list[tuple[ChannelSpec, str]]:
+        """Channels to try for the offer (its own, or their fallbacks), and why each."""
+        key = (offer.purpose, *offer.messages)
+        known = self._tried.get(key)
+        if known is None:
+            known = self._tried[key] = self._find_channels(offer)
+        return known
+
+    def _find_channels(self, offer: OfferSpec) -> list[tuple[ChannelSpec, str]]:
+        tried: list[tuple[ChannelSpec, str]] = []
+        seen: set[str] = set()
+        for name in offer.messages:
+            channel: ChannelSpec | None = self.arbiter.channels[name]
+            reason = "has a message"
+            while channel is not None and channel.name not in seen:
+                seen.add(channel.name)
+                refusal = self._reachable(channel, offer)
+                if refusal is None:
+                    tried.append((channel, reason))
+                    break
+                self.bound.add(f"{refusal.check}: {refusal.reason}")
+                if channel.fallback is None:
+                    break
+                reason = f"fallback from {channel.name} ({refusal.check})"
+                channel = self.arbiter.channels[channel.fallback]
+        return tried
+
+    def best(self, offer: OfferSpec, relevance: float) -> Candidate:
         """The offer's best channel and slot, or the constraint that rules it out."""
-        value = relevance * propensity * offer.value * offer.priority
-        best: Candidate | None = None
+        value = relevance * self.propensity * offer.value * offer.priority
+        end = self.now + offer.ttl if offer.ttl is not None else None
+        # (score, channel, why, at, receptive, left, affinity, boost) of the best so far
+        best: tuple[float, ChannelSpec, str, int, float, float, float, float] | None = None
         last: Refusal | None = None
-        quiet = self.spec.quiet_hours
-        caps = list(self.spec.caps)
-        slots = self._slots(moment, offer, now)
-        for channel, why, refusal in self._channels(offer, profile, signals, contacts):
-            if refusal is not None:
-                last = refusal
-                bound.append(f"{refusal.check}: {refusal.reason}")
-                continue
-            affinity = signals.affinity(channel.kind) / 0.5
-            context_boost = 1.0
+        for channel, why in self._channels(offer):
+            affinity = min(self.signals.affinity(channel.kind) / 0.5, 4.0)
+            boost = 1.0
             if channel.kind == "in_app":
-                context_boost = 1.5  # the app is open now: answer where they are
-            elif channel.kind == "push" and signals.active_device:
-                context_boost = 1.2
-            # In-app reaches only a session that is open now.
-            channel_slots = slots[:1] if channel.kind == "in_app" else slots
-            for at in channel_slots:
-                receptive, left = self._timing(moment, signals, tz, at, now)
-                score = (
-                    value * receptive * left * min(affinity, 4.0) * context_boost
-                    - channel.cost
-                    - offer.cost * relevance
-                    - fatigue_cost
-                )
-                if best is not None and score <= best.score:
+                boost = 1.5  # the app is open now: answer where they are
+            elif channel.kind == "push" and self.signals.active_device:
+                boost = 1.2
+            gain = value * affinity * boost
+            costs = channel.cost + offer.cost * relevance + self.fatigue_cost
+            marketing = offer.purpose == "marketing"
+            # Caps, quiet hours and gaps bind marketing only.
+            slots = self._open(channel.name) if marketing else self.slots
+            if marketing and channel.name in self._closed:
+                last = self._closed[channel.name]
+            for factor, at, receptive, left in slots:
+                if channel.kind == "in_app" and at != self.now:
+                    continue  # in-app reaches only the session open now
+                if end is not None and at >= end:
                     continue
-                refusal = check_send(
-                    channel=channel, offer=offer, profile=profile, contacts=contacts, at_ms=at,
-                    caps=caps, quiet=quiet, min_gap_ms=self.spec.min_gap,
-                    active_device=signals.active_device,
-                )  # fmt: skip
-                if refusal is not None:
-                    last = refusal
-                    if at == now:
-                        bound.append(f"{refusal.check}: {refusal.reason}")
-                    continue
-                best = Candidate(
-                    offer=offer.id,
-                    channel=channel.name,
-                    send_at_ms=at,
-                    score=round(score, 6),
-                    parts={
-                        "relevance": round(relevance, 6),
-                        "propensity": round(propensity, 6),
-                        "value": offer.value * offer.priority,
-                        "receptivity": round(receptive, 4),
-                        "left": round(left, 4),
-                        "affinity": round(affinity, 4),
-                        "context": context_boost,
-                        "fatigue_cost": round(fatigue_cost, 6),
-                    },
-                    channel_reason=why,
-                )
+                score = gain * factor - costs
+                if best is not None and score <= best[0]:
+                    break  # slots come best first: nothing further on this channel beats it
+                if marketing and offer.caps:
+                    refusal = caps_refusal(
+                        offer.caps, self.contacts, at, self.zone, channel.name, offer.id,
+                        self._windows,
+                    )  # fmt: skip
+                    if refusal is not None:
+                        last = refusal
+                        if at == self.now:
+                            self.bound.add(f"{refusal.check}: {refusal.reason}")
+                        continue
+                best = (score, channel, why, at, receptive, left, affinity, boost)
+                break  # the first allowed slot is this channel's best
         if best is None:
-            why_not = "no channel reaches the customer" if last is None else last.reason
-            check = "address" if last is None else last.check
-            return Candidate(offer=offer.id, refused=f"{check}: {why_not}")
-        return best
+            if last is None:
+                return Candidate(offer=offer.id, refused="address: no channel reaches the customer")
+            return Candidate(offer=offer.id, refused=f"{last.check}: {last.reason}")
+        score, channel, why, at, receptive, left, affinity, boost = best
+        self._parts[offer.id] = (
+            relevance,
+            offer.value * offer.priority,
+            receptive,
+            left,
+            affinity,
+            boost,
+        )
+        return Candidate(
+            offer=offer.id,
+            channel=channel.name,
+            send_at_ms=at,
+            score=round(score, 6),
+            channel_reason=why,
+        )
+
+    def explain(self, candidate: Candidate) -> None:
+        """Fill in the parts of a candidate's score (done for the top few only: cheap)."""
+        relevance, value, receptive, left, affinity, boost = self._parts[candidate.offer]
+        candidate.parts = {
+            "relevance": round(relevance, 6),
+            "propensity": round(self.propensity, 6),
+            "value": value,
+            "receptivity": round(receptive, 4),
+            "left": round(left, 4),
+            "affinity": round(affinity, 4),
+            "context": boost,
+            "fatigue_cost": round(self.fatigue_cost, 6),
+        }
 
 
 def _when_reason(candidate: Candidate, now: int) -> str:

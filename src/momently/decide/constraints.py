@@ -86,7 +86,7 @@ def local_minutes(at_ms: int, zone: ZoneInfo) -> int:
 
 def in_quiet_hours(quiet: QuietHours, minute: int) -> bool:
     """Whether a local minute of the day falls in the quiet hours (start inclusive)."""
-    start, end = quiet.minutes()
+    start, end = quiet.minutes
     if start == end:
         return False
     if start < end:
@@ -98,7 +98,7 @@ def quiet_until(quiet: QuietHours, at_ms: int, zone: ZoneInfo) -> int:
     """The first moment at or after ``at_ms`` outside the quiet hours."""
     if not in_quiet_hours(quiet, local_minutes(at_ms, zone)):
         return at_ms
-    _, end = quiet.minutes()
+    _, end = quiet.minutes
     local = datetime.fromtimestamp(at_ms / 1000, zone)
     candidate = local.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
     if candidate <= local:
@@ -135,12 +135,34 @@ def cap_keep_ms(caps: list[CapSpec]) -> int:
     return longest
 
 
+Windows = dict[str, list[tuple[int, int]]]  # calendar cap period -> spans seen
+
+
 def _cap_refusal(
-    cap: CapSpec, contacts: Contacts, at_ms: int, zone: ZoneInfo, channel: str, offer: str | None
+    cap: CapSpec,
+    contacts: Contacts,
+    at_ms: int,
+    zone: ZoneInfo,
+    channel: str,
+    offer: str | None,
+    windows: Windows | None = None,
 ) -> Refusal | None:
     if cap.channel is not None and cap.channel != channel:
         return None
-    start, end = cap_window(cap, at_ms, zone)
+    if not contacts.items and cap.max >= 1:
+        return None
+    if windows is None or isinstance(cap.per, int):
+        start, end = cap_window(cap, at_ms, zone)
+    else:
+        # Calendar spans: one decision's slots fall in two or three local days, so the
+        # spans found so far are searched before any time zone arithmetic is done.
+        spans = windows.setdefault(cap.per, [])
+        for start, end in spans:
+            if start <= at_ms < end:
+                break
+        else:
+            start, end = cap_window(cap, at_ms, zone)
+            spans.append((start, end))
     if isinstance(cap.per, int):
         # A rolling span: no window of that length around the new message may exceed max.
         times = sorted(
@@ -214,6 +236,47 @@ def consent_refusal(
     return None
 
 
+def caps_refusal(
+    caps: list[CapSpec] | tuple[CapSpec, ...],
+    contacts: Contacts,
+    at_ms: int,
+    zone: ZoneInfo,
+    channel: str,
+    offer: str | None = None,
+    windows: Windows | None = None,
+) -> Refusal | None:
+    """Check 3: the first cap a message at ``at_ms`` would exceed (an offer's caps count
+    only that offer's messages); ``windows`` caches cap spans across calls."""
+    for cap in caps:
+        refusal = _cap_refusal(cap, contacts, at_ms, zone, channel, offer, windows)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def spacing_refusal(
+    quiet: QuietHours | None,
+    min_gap_ms: int,
+    contacts: Contacts,
+    at_ms: int,
+    zone: ZoneInfo,
+    minute: int | None = None,
+) -> Refusal | None:
+    """Checks 4 and 5: quiet hours in the customer's zone, then the minimum gap
+    (``minute``: the local minute of the day at ``at_ms``, when the caller knows it)."""
+    if minute is None:
+        minute = local_minutes(at_ms, zone)
+    if quiet is not None and in_quiet_hours(quiet, minute):
+        return Refusal("quiet_hours", f"{quiet.start}-{quiet.end} local ({zone.key})")
+    if min_gap_ms > 0:
+        for contact in contacts.items:
+            if abs(contact.at_ms - at_ms) < min_gap_ms:
+                return Refusal(
+                    "min_gap", f"another message {abs(contact.at_ms - at_ms) // 60_000} min apart"
+                )
+    return None
+
+
 def check_send(
     *,
     channel: ChannelSpec,
@@ -235,20 +298,8 @@ def check_send(
     if offer.purpose == "transactional":
         return None  # caps, quiet hours and gaps apply to marketing only
     zone = customer_zone(profile)
-    for cap in caps:
-        refusal = _cap_refusal(cap, contacts, at_ms, zone, channel.name, None)
-        if refusal is not None:
-            return refusal
-    for cap in offer.caps:
-        refusal = _cap_refusal(cap, contacts, at_ms, zone, channel.name, offer.id)
-        if refusal is not None:
-            return refusal
-    if quiet is not None and in_quiet_hours(quiet, local_minutes(at_ms, zone)):
-        return Refusal("quiet_hours", f"{quiet.start}-{quiet.end} local ({zone.key})")
-    if min_gap_ms > 0:
-        for contact in contacts.items:
-            if abs(contact.at_ms - at_ms) < min_gap_ms:
-                return Refusal(
-                    "min_gap", f"another message {abs(contact.at_ms - at_ms) // 60_000} min apart"
-                )
-    return None
+    return (
+        caps_refusal(caps, contacts, at_ms, zone, channel.name)
+        or caps_refusal(offer.caps, contacts, at_ms, zone, channel.name, offer.id)
+        or spacing_refusal(quiet, min_gap_ms, contacts, at_ms, zone)
+    )

@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Final, Literal
 
@@ -67,7 +68,7 @@ class ChannelSpec(SpecModel):
 class CapSpec(SpecModel):
     """At most ``max`` messages per ``per`` — a local calendar day or week, or a rolling span."""
 
-    max: int = Field(ge=0)
+    max: int = Field(ge=1, description="at least 1; leave a channel out to never use it")
     per: Literal["day", "week"] | Duration = Field(
         description="'day' or 'week' (calendar, in the customer's time zone) or a rolling span"
     )
@@ -87,6 +88,7 @@ class QuietHours(SpecModel):
             raise ValueError(f"{value!r} is not a time such as '21:00'")
         return value
 
+    @functools.cached_property
     def minutes(self) -> tuple[int, int]:
         """Start and end as minutes after local midnight."""
         (sh, sm), (eh, em) = (map(int, t.split(":")) for t in (self.start, self.end))
