@@ -28,6 +28,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run.py
 
 clean:

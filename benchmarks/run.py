@@ -3,7 +3,8 @@
 Each benchmark module has a ``main(argv) -> int`` that measures, prints its
 figures with the ratios against a baseline measured in the same run, and
 returns non-zero only when it could not measure. Names pick some of them
-(``ingest``, ``moments``, ``intent``, ``friction``, ``world``); none runs all.
+(``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
+``ope``, ``bandit``); none runs all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ("ingest", "moments", "intent", "friction", "world")
+BENCHMARKS = ("ingest", "moments", "intent", "friction", "world", "decide", "ope", "bandit")
 
 
 def main(argv: list[str] | None = None) -> int:
