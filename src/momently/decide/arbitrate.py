@@ -85,6 +85,11 @@ class _Offer:
     features: dict[str, float]
 
 
+def relevance_prior(moment: Moment) -> float:
+    """P(engage) before the bandit knows anything: half the moment's confidence."""
+    return max(0.01, min(1.0, moment.confidence * 0.5))
+
+
 def offer_features(offer: OfferSpec) -> dict[str, float]:
     """What the bandit knows of an offer: its id, pillars and purpose."""
     features = {f"offer={offer.id}": 1.0, f"purpose={offer.purpose}": 1.0}
@@ -189,7 +194,7 @@ class Arbiter:
                 fits.append(offer)
             else:
                 candidates.append(Candidate(offer=offer.spec.id, refused=f"eligibility: {why}"))
-        prior = max(0.01, min(1.0, moment.confidence * 0.5))
+        prior = relevance_prior(moment)
         relevance = self.relevance.estimate(context, [o.features for o in fits], prior)
         search = _Search(self, moment, profile, signals, contacts, now_ms)
         scored: list[tuple[float, Candidate, _Offer]] = []

@@ -60,3 +60,35 @@ def decision_id(moment_id: str) -> str:
 
 def to_json(decision: Decision) -> dict[str, Any]:
     return msgspec.to_builtins(decision)  # type: ignore[no-any-return]
+
+
+class DecisionQuery(msgspec.Struct, kw_only=True, frozen=True):
+    """Filters of ``GET /api/decisions``; all optional, combined with AND."""
+
+    customer_id: str | None = None
+    moment_id: str | None = None
+    action: str | None = None
+    offer: str | None = None
+    status: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    before: tuple[int, str] | None = None  # page cursor: (at_ms, decision_id) of the last seen
+    limit: int = 100
+
+
+def matches(decision: Decision, query: DecisionQuery) -> bool:
+    """Whether a decision passes a query's filters (the in-memory store's WHERE)."""
+    for value, wanted in (
+        (decision.customer_id, query.customer_id),
+        (decision.moment_id, query.moment_id),
+        (decision.action, query.action),
+        (decision.offer, query.offer),
+        (decision.status, query.status),
+    ):
+        if wanted is not None and value != wanted:
+            return False
+    if query.since_ms is not None and decision.at_ms < query.since_ms:
+        return False
+    if query.until_ms is not None and decision.at_ms >= query.until_ms:
+        return False
+    return query.before is None or (decision.at_ms, decision.decision_id) < query.before

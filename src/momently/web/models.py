@@ -120,3 +120,49 @@ class WorldEventResult(BaseModel):
     id: str
     recipients: int
     duplicate: bool
+
+
+class DecisionCandidate(BaseModel):
+    """One action a decision considered, its score and its parts, or what ruled it out."""
+
+    model_config = ConfigDict(extra="allow")
+
+    offer: str
+    channel: str | None = None
+    sendAtMs: int | None = None  # noqa: N815
+    score: float = 0.0
+    parts: dict[str, float] = {}
+    channelReason: str | None = None  # noqa: N815
+    refused: str | None = None
+
+
+class Decision(BaseModel):
+    """What momently decided for one moment — including silence — and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    decisionId: str  # noqa: N815
+    customerId: str  # noqa: N815
+    momentId: str  # noqa: N815
+    momentName: str  # noqa: N815
+    momentKind: str  # noqa: N815
+    atMs: int  # noqa: N815
+    action: str
+    offer: str | None = None
+    channel: str | None = None
+    device: str | None = None
+    sendAtMs: int | None = None  # noqa: N815
+    expiresMs: int = 0  # noqa: N815
+    probability: float = 1.0
+    score: float = 0.0
+    holdout: str | None = None
+    reasons: list[str] = []
+    candidates: list[DecisionCandidate] = []
+    bound: list[str] = []
+    features: dict[str, float] = {}
+    status: str = "decided"
+
+
+class DecisionPage(BaseModel):
+    decisions: list[Decision]
+    next: str | None

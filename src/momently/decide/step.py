@@ -1,0 +1,212 @@
+"""The decide step: moments in, decisions out, with each customer's contacts and what the
+bandit is waiting to hear about.
+
+It runs inside the moment stage, on the same customer state and in the same
+transaction, so a reservation against a cap is committed with the decision
+that made it: two moments of one customer are decided one after the other,
+and the second sees the first's reservation (a cap of one cannot be passed
+twice). Time is the moment's own (event time), so a replay decides the same.
+
+Feedback closes the loop here too: an engagement event naming a decision
+(``properties.decision_id``) teaches the bandit that the offer was relevant;
+a decision whose moment expires without one teaches it that it was not. A
+purchase resolves the customer's pending *scheduled* sends, and an opt-out
+cancels the marketing ones; their cap reservations are given back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from momently.decide.arbitrate import Arbiter, offer_features, relevance_prior
+from momently.decide.bandit import LinearBandit
+from momently.decide.constraints import Contact, Contacts
+from momently.decide.records import Decision
+from momently.decide.signals import Signals
+from momently.decide.spec import DecideSpec
+from momently.events import Event
+from momently.moments.model import Moment
+from momently.state.profile import Profile
+
+ENGAGED: Final = frozenset(
+    {
+        "Email Link Clicked",
+        "Link Clicked",
+        "Push Notification Tapped",
+        "In-App Message Clicked",
+        "SMS Link Clicked",
+        "Order Completed",
+    }
+)
+OPT_OUT: Final = frozenset({"Unsubscribed"})
+MAX_PENDING: Final = 50
+BANDIT_BITS: Final = 14
+
+
+class Pending(msgspec.Struct, array_like=True, frozen=True):
+    """A decision sent (or due to be sent) whose outcome the bandit has not learned yet."""
+
+    decision_id: str
+    offer: str
+    send_at_ms: int
+    until_ms: int  # no engagement by then: the offer was not relevant
+    prior: float
+    features: dict[str, float]
+    purpose: str = "marketing"
+
+
+class DecideState(msgspec.Struct, omit_defaults=True):
+    """What the decide step remembers about one customer; bounded in size."""
+
+    contacts: Contacts = msgspec.field(default_factory=Contacts)
+    pending: list[Pending] = []
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one event or timer did: decisions made, sends cancelled, the bandit taught."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    cancelled: list[tuple[str, str]] = field(default_factory=list)  # (decision id, reason)
+    learned: int = 0
+
+
+class BanditRelevance:
+    """Relevance from the bandit: the moment's prior plus what the bandit has learned."""
+
+    def __init__(self, bandit: LinearBandit) -> None:
+        self.bandit = bandit
+
+    def estimate(
+        self, context: Mapping[str, float], actions: Sequence[Mapping[str, float]], prior: float
+    ) -> list[float]:
+        if not actions:
+            return []
+        means = self.bandit.predict(context, actions)
+        return [min(1.0, max(0.001, prior + float(m))) for m in means]
+
+
+def new_bandit() -> LinearBandit:
+    """The runtime's bandit: a small hashed space, so its snapshot stays small."""
+    return LinearBandit(alpha=0.5, epsilon=0.0, bits=BANDIT_BITS, seed=7)
+
+
+class Decider:
+    """The playbook's decision section and the bandit; per-customer state is passed in."""
+
+    def __init__(self, spec: DecideSpec, bandit: LinearBandit | None = None) -> None:
+        self.spec = spec
+        self.bandit = bandit or new_bandit()
+        self.arbiter = Arbiter(spec, BanditRelevance(self.bandit))
+        self._offers = {o.id: o for o in spec.offers}
+        self._features = {o.id: offer_features(o) for o in spec.offers}
+        self.dirty = False  # the bandit learned since the last snapshot
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.spec.offers)
+
+    def decide(
+        self,
+        state: DecideState,
+        moments: Sequence[Moment],
+        profile: Profile | None,
+        signals: Signals,
+    ) -> list[Decision]:
+        """One decision per moment, in order; each send reserves its place against the caps."""
+        decisions = []
+        for moment in moments:
+            decision = self.arbiter.decide(moment, profile, signals, state.contacts, moment.at_ms)
+            decisions.append(decision)
+            if decision.action == "silent" or decision.send_at_ms is None:
+                continue
+            # Held-out decisions reserve too: the control group is decided exactly as the
+            # treated group is, so the two stay comparable.
+            state.contacts.reserve(
+                Contact(
+                    decision.send_at_ms,
+                    decision.channel or "",
+                    decision.offer or "",
+                    decision.decision_id,
+                ),
+                self.arbiter.keep_ms,
+            )
+            if decision.holdout is None and decision.offer is not None:
+                offer = self._offers[decision.offer]
+                base = relevance_prior(moment)
+                state.pending = [
+                    *state.pending,
+                    Pending(
+                        decision.decision_id, decision.offer, decision.send_at_ms,
+                        max(moment.expires_ms, decision.send_at_ms), base,
+                        decision.features, offer.purpose,
+                    ),
+                ][-MAX_PENDING:]  # fmt: skip
+        return decisions
+
+    def on_event(self, state: DecideState, event: Event) -> Outcome:
+        """Feedback and resolution: learn from engagement, cancel what a purchase or an
+        opt-out makes moot."""
+        out = Outcome()
+        now = event.timestamp_ms
+        self._expire(state, now, out)
+        name = event.event if event.type == "track" else None
+        if name is None:
+            return out
+        decided = event.properties.get("decision_id") or event.properties.get("decisionId")
+        if name in ENGAGED and isinstance(decided, str):
+            for pending in state.pending:
+                if pending.decision_id == decided:
+                    self._learn(pending, 1.0)
+                    out.learned += 1
+            state.pending = [p for p in state.pending if p.decision_id != decided]
+        if name == "Order Completed":
+            self._cancel(state, now, out, "the customer bought already", marketing_only=False)
+        elif name in OPT_OUT:
+            self._cancel(state, now, out, "the customer opted out", marketing_only=True)
+        return out
+
+    def on_time(self, state: DecideState, now_ms: int) -> Outcome:
+        out = Outcome()
+        self._expire(state, now_ms, out)
+        return out
+
+    def next_due(self, state: DecideState) -> int | None:
+        return min((p.until_ms for p in state.pending), default=None)
+
+    def _expire(self, state: DecideState, now: int, out: Outcome) -> None:
+        if not state.pending or all(p.until_ms > now for p in state.pending):
+            return
+        kept = []
+        for pending in state.pending:
+            if pending.until_ms <= now:
+                self._learn(pending, 0.0)
+                out.learned += 1
+            else:
+                kept.append(pending)
+        state.pending = kept
+
+    def _cancel(
+        self, state: DecideState, now: int, out: Outcome, reason: str, *, marketing_only: bool
+    ) -> None:
+        kept = []
+        for pending in state.pending:
+            later = pending.send_at_ms > now
+            if later and (not marketing_only or pending.purpose == "marketing"):
+                out.cancelled.append((pending.decision_id, reason))
+                state.contacts.cancel(pending.decision_id)
+            else:
+                kept.append(pending)
+        state.pending = kept
+
+    def _learn(self, pending: Pending, reward: float) -> None:
+        features = self._features.get(pending.offer)
+        if features is None:
+            return  # an offer the playbook no longer has
+        # The bandit learns what the moment's prior does not already say.
+        self.bandit.learn(pending.features, features, reward - pending.prior, 1.0)
+        self.dirty = True
