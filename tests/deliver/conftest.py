@@ -1,0 +1,47 @@
+"""Delivery fixtures: a fake clock and every outbox store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from momently.clock import FakeClock
+from momently.deliver.store_memory import MemoryOutboxStore
+from momently.deliver.store_sqlite import SqliteOutboxStore
+from momently.deliver.types import OutboxStore
+
+START = 1_790_000_000_000
+
+StoreFactory = Callable[[], OutboxStore]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens the store under test; on SQLite each call reopens the same file (a restart)."""
+    opened: list[OutboxStore] = []
+    memory = MemoryOutboxStore()
+
+    def open_store() -> OutboxStore:
+        store: OutboxStore
+        if request.param == "memory":
+            store = memory
+        else:
+            store = SqliteOutboxStore(tmp_path / "outbox.db")
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> OutboxStore:
+    return store_factory()
