@@ -11,6 +11,7 @@ from momently.clock import FakeClock
 from momently.deliver.store_memory import MemoryOutboxStore
 from momently.deliver.store_sqlite import SqliteOutboxStore
 from momently.deliver.types import OutboxStore
+from tests.deliver.servers import Recorder, http_server
 
 START = 1_790_000_000_000
 
@@ -45,3 +46,9 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 @pytest.fixture
 def store(store_factory: StoreFactory) -> OutboxStore:
     return store_factory()
+
+
+@pytest.fixture
+def http() -> Iterator[Recorder]:
+    with http_server() as recorder:
+        yield recorder

@@ -91,7 +91,9 @@ class TokenSigner:
         self.ttl_ms = ttl_ms
 
     def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret, payload.encode("utf-8", "replace"), hashlib.sha256).digest())
+        return _b64(
+            hmac.new(self._secret, payload.encode("utf-8", "replace"), hashlib.sha256).digest()
+        )
 
     def sign(
         self,
