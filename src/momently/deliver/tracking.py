@@ -113,8 +113,12 @@ class TokenSigner:
         payload = _b64(msgspec.json.encode(claims))
         return f"{payload}.{self._mac(payload)}"
 
-    def verify(self, token: str, *, kind: TokenKind) -> Claims:
-        """The token's claims; raise TokenError if forged or of another kind, TokenExpired."""
+    def verify(self, token: str, *, kind: TokenKind, allow_expired: bool = False) -> Claims:
+        """The token's claims; raise TokenError if forged or of another kind, TokenExpired.
+
+        ``allow_expired`` accepts a genuine token past its time: an unsubscribe
+        link must keep working however old the message is.
+        """
         if len(token) > MAX_TOKEN or token.count(".") != 1:
             raise TokenError("malformed tracking token")
         payload, signature = token.split(".")
@@ -127,7 +131,7 @@ class TokenSigner:
             raise TokenError("malformed tracking token") from exc
         if claims.kind != kind:
             raise TokenError(f"a {claims.kind} token cannot be used for {kind}")
-        if self._clock.now_ms() >= claims.expires_ms:
+        if not allow_expired and self._clock.now_ms() >= claims.expires_ms:
             raise TokenExpired("tracking token has expired")
         return claims
 

@@ -32,7 +32,9 @@ def retry_after_ms(value: str | None, now_ms: int) -> int | None:
 
 
 def status_error(
-    response: httpx.Response,
+    status: int,
+    text: str,
+    retry_after: str | None,
     now_ms: int,
     *,
     permanent: Collection[int] | None = None,
@@ -43,10 +45,14 @@ def status_error(
     credentials or endpoint being wrong — a fault of the provider set-up, not of
     the message) are retryable; another 4xx is permanent. ``permanent``, when
     given, lists the only statuses that are permanent instead.
+
+    >>> type(status_error(400, "bad", None, 0)).__name__
+    'PermanentSendError'
+    >>> status_error(503, "", "7", 0).retry_after_ms
+    7000
     """
-    snippet = response.text[:200].replace("\n", " ") if response.content else ""
-    reason = f"HTTP {response.status_code} {snippet}".strip()
-    status = response.status_code
+    snippet = text[:200].replace("\n", " ")
+    reason = f"HTTP {status} {snippet}".strip()
     is_permanent = (
         status in permanent
         if permanent is not None
@@ -54,8 +60,20 @@ def status_error(
     )
     if is_permanent:
         return PermanentSendError(reason)
-    wait = retry_after_ms(response.headers.get("retry-after"), now_ms)
-    return RetryableSendError(reason, retry_after_ms=wait)
+    return RetryableSendError(reason, retry_after_ms=retry_after_ms(retry_after, now_ms))
+
+
+def response_error(
+    response: httpx.Response, now_ms: int, *, permanent: Collection[int] | None = None
+) -> SendError:
+    """:func:`status_error` for an httpx answer."""
+    return status_error(
+        response.status_code,
+        response.text,
+        response.headers.get("retry-after"),
+        now_ms,
+        permanent=permanent,
+    )
 
 
 def transport_error(exc: httpx.HTTPError) -> SendError:

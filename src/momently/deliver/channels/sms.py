@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from momently.clock import Clock
-from momently.deliver.channels.http import status_error, transport_error
+from momently.deliver.channels.http import response_error, transport_error
 from momently.deliver.message import OutboundMessage, SendResult
 
 
@@ -72,7 +72,7 @@ class SmsChannel:
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
         if not response.is_success:
-            raise status_error(response, self._clock.now_ms())
+            raise response_error(response, self._clock.now_ms())
         try:
             answer = response.json()
         except ValueError:

@@ -20,7 +20,7 @@ import httpx
 import msgspec
 
 from momently.clock import Clock
-from momently.deliver.channels.http import status_error, transport_error
+from momently.deliver.channels.http import response_error, transport_error
 from momently.deliver.message import OutboundMessage, SendResult
 
 
@@ -98,7 +98,7 @@ class WebhookChannel:
             raise transport_error(exc) from exc
         if not response.is_success:
             # Standard Webhooks: any non-2xx is retried, except 410 Gone.
-            raise status_error(response, now_ms, permanent={410})
+            raise response_error(response, now_ms, permanent={410})
         return SendResult(
             provider=self.name, message_id=message.key, detail=str(response.status_code)
         )
