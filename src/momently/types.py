@@ -10,7 +10,7 @@ import msgspec
 from momently.events import Event
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
-from momently.moments.records import MomentBatch, MomentQuery, StateRow
+from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
 from momently.state.profile import Profile
 
 IdentityKey = tuple[str, str]
@@ -96,6 +96,10 @@ class MomentStore(Protocol):
     def journey_runs(self, journey: str, customer_id: str | None = None) -> list[JourneyRecord]: ...
 
     def world_event(self, event_id: str) -> dict[str, Any] | None: ...
+
+    def model_snapshots(self) -> dict[str, ModelSnapshot]:
+        """The latest committed snapshot of each population model, by name."""
+        ...
 
     def moment_stats(self) -> dict[str, int]: ...
 

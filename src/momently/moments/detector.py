@@ -25,6 +25,7 @@ from momently.moments.model import Moment, MomentKind, moment_id
 from momently.moments.playbook import Playbook
 from momently.moments.rules import Firing, RuleSet, RulesState
 from momently.moments.world import Recipient, WorldEvent
+from momently.predict.state import PredictState
 from momently.state.profile import Profile
 
 MAX_INTERESTS: Final = 32
@@ -44,6 +45,7 @@ class CustomerState(msgspec.Struct, omit_defaults=True):
     position: tuple[float, float, int] | None = None  # lat, lon, ms
     interests: dict[str, int] = {}  # "product:ID" / "category:NAME" -> last seen ms
     topics: list[str] = []
+    predict: PredictState = msgspec.field(default_factory=PredictState)  # the online models'
 
 
 _state_encoder = msgspec.msgpack.Encoder()

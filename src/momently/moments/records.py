@@ -1,4 +1,5 @@
-"""What the moment stage writes: moments, per-customer state, journey runs, checkpoints.
+"""What the moment stage writes: moments, per-customer state, journey runs, checkpoints
+and the population models' snapshots.
 
 The moment stage reads the event log and writes one :class:`MomentBatch` per
 step, atomically, together with the log position it has processed up to, so
@@ -23,6 +24,13 @@ class StateRow(msgspec.Struct, array_like=True, frozen=True):
     due_ms: int | None
 
 
+class ModelSnapshot(msgspec.Struct, array_like=True, frozen=True):
+    """A population model, pickled, with the version it was trained as."""
+
+    version: str
+    body: bytes
+
+
 class MomentBatch(msgspec.Struct, kw_only=True):
     """Everything one step of the moment stage writes, in one transaction."""
 
@@ -32,6 +40,7 @@ class MomentBatch(msgspec.Struct, kw_only=True):
     journeys: list[JourneyRecord] = []
     world_events: dict[str, dict[str, Any]] = {}  # world event id -> its body
     checkpoint: int | None = None  # the last log seq this batch covers
+    models: dict[str, ModelSnapshot] = {}  # population models as of ``checkpoint``, by name
 
 
 class MomentQuery(msgspec.Struct, kw_only=True, frozen=True):

@@ -1,13 +1,16 @@
-"""The moment stage: reads the event log after its checkpoint, runs the detector,
-and commits moments, customer state and the new checkpoint in one transaction.
+"""The moment stage: reads the event log after its checkpoint, runs the detector and
+the online models, and commits moments, customer state (the models' per-customer
+state with it), the population models' snapshots and the new checkpoint in one
+transaction.
 
 It runs beside the ingest writer, never in front of it: an event is
 acknowledged once it is in the log, and its moments follow within
 milliseconds. Because the stage only reads the log and its ids are
 deterministic, a restart (or a crash mid-step) resumes from the checkpoint
 and rewrites exactly what it would have written. Timers (absences running
-out, dwells, routines) sit in one heap for all customers and fire from the
-injected clock; no thread sleeps per customer.
+out, dwells, routines, and the models' labels of customers who went quiet) sit
+in one heap for all customers and fire from the injected clock; no thread
+sleeps per customer.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from momently.moments.journey_stats import record_of
 from momently.moments.model import Moment
 from momently.moments.records import MomentBatch, StateRow
 from momently.moments.world import WorldEvent
+from momently.predict import Predictions, Predictor
+from momently.state.profile import Profile
 from momently.types import LogRecord, MomentStore, Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,7 @@ class MomentStage:
         step: int = 2_000,
         cache_size: int = 100_000,
         on_moments: Callable[[list[Moment]], None] | None = None,
+        predictor: Predictor | None = None,
     ) -> None:
         self.store = store
         self.moments = moments
@@ -72,7 +78,11 @@ class MomentStage:
         self.audience = AudienceIndex()
         self.cooled = 0
         self.failed = 0
+        self.predict_failed = 0
         self.position = moments.checkpoint()
+        self.predictor = predictor or Predictor()
+        self.predictor.restore(moments.model_snapshots())
+        self.event_time = self._last_event_time()
         for customer, row in moments.all_states():
             self._index(customer, decode_state(row.body))
             if row.due_ms is not None:
@@ -80,6 +90,29 @@ class MomentStage:
         heapq.heapify(self._timers)
 
     # -- state ---------------------------------------------------------------
+
+    def _last_event_time(self) -> int:
+        """The event time of the last record processed: where event time stood at the
+        checkpoint (the models' labels mature against it)."""
+        if self.position <= 0:
+            return 0
+        last = self.store.read_log(self.position - 1, 1)
+        return last[0].event.timestamp_ms if last else 0
+
+    def _label_time(self, now: int) -> int:
+        """The event time by which every earlier event is taken to have arrived."""
+        return min(now, self.event_time - self.predictor.settings.lateness_ms)
+
+    def _due(self, state: CustomerState, profile: Profile | None, now: int) -> int | None:
+        """The customer's next timer: the detector's, or when the models' next label is
+        due — an event time, turned into clock time by how far event time lags."""
+        due = self.detector.next_due(state, profile, now)
+        label = self.predictor.next_due(state.predict)
+        if label is None:
+            return due
+        lag = max(0, now - self.event_time)
+        label += self.predictor.settings.lateness_ms + lag
+        return label if due is None else min(due, label)
 
     def _index(self, customer: str, state: CustomerState) -> None:
         """Keep the world-event audience index in step with a customer's state."""
@@ -130,7 +163,7 @@ class MomentStage:
         profiles = self.store.profiles(sorted(states))
         rows: dict[str, StateRow] = {}
         for customer, state in states.items():
-            due = self.detector.next_due(state, profiles.get(customer), now)
+            due = self._due(state, profiles.get(customer), now)
             rows[customer] = StateRow(encode_state(state), due)
         runs = [
             record_of(customer, progress)
@@ -145,6 +178,7 @@ class MomentStage:
                 journeys=runs,
                 world_events=dict(world or {}),
                 checkpoint=checkpoint,
+                models=self.predictor.snapshot(),
             )
         )
         for customer, state in states.items():
@@ -163,6 +197,8 @@ class MomentStage:
         """After a failed commit: forget what memory holds beyond the checkpoint."""
         self._cache.clear()
         self.position = self.moments.checkpoint()
+        self.predictor.restore(self.moments.model_snapshots())
+        self.event_time = self._last_event_time()
 
     def catch_up(self, limit: int | None = None) -> int:
         """Process log records after the checkpoint; returns how many were processed."""
@@ -201,8 +237,17 @@ class MomentStage:
         for record in records:
             customer = owners[record.customer_id]
             state = states[customer]
+            profile = profiles.get(customer)
+            self.event_time = max(self.event_time, record.event.timestamp_ms)
             try:
-                step = self.detector.on_event(customer, state, record.event, profiles.get(customer))
+                self.predictor.on_event(customer, state.predict, record.event, profile)
+                touched[customer] = state
+            except Exception:
+                # As for the detector below: skipped, counted, logged by position.
+                log.exception("prediction failed on log seq %d; skipped", record.seq)
+                self.predict_failed += 1
+            try:
+                step = self.detector.on_event(customer, state, record.event, profile)
             except Exception:
                 # One event the detector cannot read must not stall the stage on it
                 # for ever: it is skipped, counted and logged (by position, not content).
@@ -229,7 +274,9 @@ class MomentStage:
         states, _ = self._load(sorted(due))
         profiles = self.store.profiles(sorted(due))
         found = Detection()
+        label_time = self._label_time(now)
         for customer in sorted(due):
+            self.predictor.on_time(customer, states[customer].predict, label_time)
             step = self.detector.on_time(customer, states[customer], profiles.get(customer), now)
             found.moments.extend(step.moments)
             found.journeys.extend(step.journeys)
@@ -245,6 +292,16 @@ class MomentStage:
 
     def next_timer(self) -> int | None:
         return self._timers[0][0] if self._timers else None
+
+    # -- predictions -----------------------------------------------------------------
+
+    def predictions(self, customer: str, now_ms: int | None = None) -> Predictions:
+        """What the online models say about one (canonical) customer, at ``now_ms``
+        (the clock's now by default); an unknown customer gets the population's view."""
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        states, _ = self._load([customer])
+        profile = self.store.profiles([customer]).get(customer)
+        return self.predictor.predictions(states[customer].predict, profile, now)
 
     # -- world events --------------------------------------------------------------
 

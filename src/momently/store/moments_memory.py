@@ -7,7 +7,7 @@ from typing import Any
 
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
-from momently.moments.records import MomentBatch, MomentQuery, StateRow
+from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
 
 
 def matches(moment: Moment, query: MomentQuery) -> bool:
@@ -30,6 +30,7 @@ class MemoryMomentStore:
         self._states: dict[str, StateRow] = {}
         self._journeys: dict[tuple[str, str, int], JourneyRecord] = {}
         self._world: dict[str, dict[str, Any]] = {}
+        self._models: dict[str, ModelSnapshot] = {}
         self._checkpoint = 0
 
     @classmethod
@@ -46,6 +47,7 @@ class MemoryMomentStore:
             self._journeys[(run.customer_id, run.journey, run.run)] = run
         for event_id, body in batch.world_events.items():
             self._world.setdefault(event_id, body)
+        self._models.update(batch.models)
         if batch.checkpoint is not None:
             self._checkpoint = max(self._checkpoint, batch.checkpoint)
 
@@ -75,6 +77,9 @@ class MemoryMomentStore:
 
     def world_event(self, event_id: str) -> dict[str, Any] | None:
         return self._world.get(event_id)
+
+    def model_snapshots(self) -> dict[str, ModelSnapshot]:
+        return dict(sorted(self._models.items()))
 
     def moment_stats(self) -> dict[str, int]:
         return {

@@ -2,8 +2,9 @@
 
 A file of its own because the moment stage is a second writer: SQLite takes
 one writer at a time per file, and the ingest writer must never wait on it.
-Every :meth:`commit` is one transaction, the checkpoint included, so after a
-``kill -9`` the stage resumes from a position that matches its state.
+Every :meth:`commit` is one transaction, the checkpoint and the population
+models' snapshots included, so after a ``kill -9`` the stage resumes from a
+position that matches its state.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import msgspec
 from momently.errors import ConfigError
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
-from momently.moments.records import MomentBatch, MomentQuery, StateRow
+from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -39,6 +40,9 @@ CREATE TABLE IF NOT EXISTS journeys (
     PRIMARY KEY (journey, customer_id, run)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS world_events (id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY, version TEXT NOT NULL, body BLOB NOT NULL
+) WITHOUT ROWID;
 """
 _moment_decoder = msgspec.json.Decoder(Moment)
 _run_decoder = msgspec.json.Decoder(JourneyRecord)
@@ -112,6 +116,10 @@ class SqliteMomentStore:
             conn.executemany(
                 "INSERT OR IGNORE INTO world_events (id, body) VALUES (?,?)",
                 [(k, _encoder.encode(v)) for k, v in batch.world_events.items()],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO models (name, version, body) VALUES (?,?,?)",
+                [(name, snap.version, snap.body) for name, snap in batch.models.items()],
             )
             if batch.checkpoint is not None:
                 conn.execute(
@@ -203,6 +211,10 @@ class SqliteMomentStore:
             return None
         body: dict[str, Any] = msgspec.json.decode(row[0])
         return body
+
+    def model_snapshots(self) -> dict[str, ModelSnapshot]:
+        rows = self._reader.execute("SELECT name, version, body FROM models ORDER BY name")
+        return {str(name): ModelSnapshot(str(version), bytes(body)) for name, version, body in rows}
 
     def moment_stats(self) -> dict[str, int]:
         conn = self._reader

@@ -1,0 +1,314 @@
+"""The predictor: every online model behind one facade the moment stage and decide layer call.
+
+``on_event`` folds one event into a customer's :class:`PredictState` (in
+place) and teaches the population models whatever labels the event makes
+known; ``predictions`` reads them all for one customer at a given time. Both
+are pure over their arguments and the population models: time comes only
+from events and from ``now_ms``, so replaying the log rebuilds the same
+models.
+
+>>> from momently.events import Event, from_ms
+>>> predictor = Predictor()
+>>> state = PredictState()
+>>> event = Event(message_id="m1", type="track", timestamp=from_ms(0),
+...               received_at=from_ms(0), event="Product Added")
+>>> predictor.on_event("c1", state, event, None)
+>>> found = predictor.predictions(state, None, 60_000)
+>>> 0.0 < found.propensity < 1.0, found.best_channel in CHANNELS
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, cast
+
+from momently.events import Event
+from momently.moments.records import ModelSnapshot
+from momently.predict import fatigue, propensity
+from momently.predict.affinity import (
+    ChannelAffinity,
+    active_device,
+    count_channel,
+    device_affinity,
+    use_device,
+)
+from momently.predict.delayed import pack, unpack
+from momently.predict.evaluation import BinaryTracker, HitTracker, ModelReport
+from momently.predict.exposures import Outcomes, count_hour, expire, on_engagement, on_exposure
+from momently.predict.next_need import (
+    NextNeed,
+    context_x,
+    frequencies_in,
+    in_top_k,
+    successors_in,
+    top_k,
+)
+from momently.predict.population import Population
+from momently.predict.receptivity import (
+    Receptivity,
+    ReceptivityCurve,
+    customer_x,
+    hour_of_week,
+)
+from momently.predict.settings import PredictSettings
+from momently.predict.signals import CHANNELS, Signal, read_signal
+from momently.predict.state import PredictState, Snapshot
+from momently.state.profile import Profile
+
+Ranked = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """What the models say about one customer at ``at_ms``; read by the decide layer."""
+
+    at_ms: int
+    propensity: float  # P(converts within the horizon)
+    receptivity: ReceptivityCurve  # P(engages) by local hour; .at(ms), .best_time(...)
+    engage_now: float  # P(engages) with a message delivered at ``at_ms``
+    channels: Mapping[str, float]  # P(engages) per channel
+    best_channel: str
+    devices: Mapping[str, float]  # share of recent use per device, largest first
+    active_device: str | None  # a device used within the active window, if any
+    fatigue: float  # P(opts out) after one more message now
+    next_touchpoints: Ranked  # top-k (token, probability)
+    next_categories: Ranked
+
+    def engage_at(self, ms: int) -> float:
+        """P(engages) with a message delivered at ``ms``."""
+        return self.receptivity.at(ms)
+
+
+def _p(probabilities: Mapping[Any, float]) -> float:
+    return float(probabilities.get(True, 0.0))
+
+
+def _timezone(profile: Profile | None) -> str:
+    if profile is not None and profile.timezone is not None:
+        value = profile.timezone.value
+        if isinstance(value, str) and value:
+            return value
+    return "UTC"
+
+
+class Predictor:
+    """The online models: per-customer state in, labels learned, predictions out."""
+
+    def __init__(self, settings: PredictSettings | None = None) -> None:
+        self.settings = settings or PredictSettings()
+        self.population = Population(self.settings)
+
+    # -- learning ------------------------------------------------------------
+
+    def on_event(
+        self, customer_id: str, state: PredictState, event: Event, profile: Profile | None
+    ) -> None:
+        """Fold one event into ``state`` (in place) and learn the labels it makes known.
+
+        ``customer_id`` is for symmetry with the moment detector; the models do not read it.
+        """
+        s = self.settings
+        ts = event.timestamp_ms
+        signal = read_signal(event, s.conversion_event)
+        state.watermark = max(state.watermark, ts)
+        conversion = ts if signal.kind == "conversion" else None
+        optout = ts if signal.kind == "optout" else None
+        self._mature(state, state.watermark, conversion, optout)
+        if signal.kind == "system":
+            return
+        if signal.kind == "exposure" and signal.channel is not None:
+            self._on_exposure(state, signal.channel, ts, _timezone(profile))
+        elif signal.kind == "engagement":
+            contact = state.contact
+            fresh = not contact.last_engaged_ms or abs(ts - contact.last_engaged_ms) >= (
+                s.session_gap_ms
+            )
+            hour = hour_of_week(ts, _timezone(profile))
+            self._resolve(state, on_engagement(state, signal.channel, ts, hour, s), fresh)
+            fatigue.on_engagement(contact, ts)
+        elif signal.kind == "optout":
+            state.contact.optouts += 1
+        propensity.observe(state.activity, signal, ts, s)
+        use_device(state, signal, ts, s)
+        if propensity.wants_snapshot(state, signal, ts, s):
+            x = propensity.features(state.activity, ts)
+            p = _p(self.population.model("propensity").predict_proba_one(x))
+            state.snapshots.append(Snapshot(ts, p, pack(x, propensity.FEATURES)))
+            state.last_snapshot_ms = ts
+        self._next_need(state, signal)
+
+    def on_time(self, customer_id: str, state: PredictState, until_ms: int) -> None:
+        """Learn the labels that event time ``until_ms`` makes known without an event
+        of this customer's: a customer who goes silent still teaches the models that
+        they did not buy, did not open, did not opt out.
+
+        ``until_ms`` must be an event time every earlier event has arrived by (the
+        stage passes its event-time watermark less a lateness allowance).
+        """
+        self._mature(state, until_ms, None, None)
+
+    def next_due(self, state: PredictState) -> int | None:
+        """The event time at which a pending label of this customer's will be known."""
+        s = self.settings
+        due: int | None = None
+        if state.snapshots:  # oldest first: snapshots are only taken at the latest event
+            due = state.snapshots[0].at + s.horizon_ms + 1
+        pending = state.contact.pending
+        if pending and (due is None or pending[0].at + s.fatigue_horizon_ms + 1 < due):
+            due = pending[0].at + s.fatigue_horizon_ms + 1
+        for e in state.exposures:
+            at = e.at + (s.attribution_window_ms if e.timed else s.response_window_ms) + 1
+            if due is None or at < due:
+                due = at
+        return due
+
+    def _mature(
+        self, state: PredictState, until: int, conversion: int | None, optout: int | None
+    ) -> None:
+        s = self.settings
+        for snap, y in propensity.labels(state, conversion, until, s):
+            self._learn_snapshot("propensity", propensity.FEATURES, snap, y)
+        for snap, y in fatigue.labels(state, optout, until, s):
+            self._learn_snapshot("fatigue", fatigue.FEATURES, snap, y)
+        if state.exposures:
+            self._resolve(state, expire(state, until, s), organic=False)
+
+    def _learn_snapshot(self, name: str, names: Sequence[str], snap: Snapshot, y: bool) -> None:
+        tracker = self.population.slots[name].tracker
+        if isinstance(tracker, BinaryTracker):
+            tracker.update(y, snap.p)
+        self.population.learn(name, unpack(snap.x, names), y)
+
+    def _on_exposure(self, state: PredictState, channel: str, ts: int, tz: str) -> None:
+        s = self.settings
+        hour = hour_of_week(ts, tz)
+        pop = self.population
+        p_time = _p(pop.model("receptivity").predict_proba_one(customer_x(state.hours, hour)))
+        sent, engaged = state.channels.get(channel, (0, 0))
+        p_channel = cast(ChannelAffinity, pop.model("channel")).rate(channel, sent, engaged)
+        on_exposure(state, channel, ts, hour, p_time, p_channel, s)
+        contact = state.contact
+        if fatigue.wants_snapshot(contact, ts, state.watermark, s):
+            x = fatigue.features(contact, ts)
+            p = _p(pop.model("fatigue").predict_proba_one(x))
+            contact.pending.append(Snapshot(ts, p, pack(x, fatigue.FEATURES)))
+        fatigue.on_message(contact, ts)
+
+    def _resolve(self, state: PredictState, found: Outcomes, organic: bool) -> None:
+        """Count resolved trials for the customer; teach the population the real ones.
+
+        Organic trials (no tracked delivery) shape only the customer's own counts,
+        and only once per session: they say when the customer pays attention, not
+        how often a delivery is answered.
+        """
+        for hour, engaged, p, _ in found.timing:
+            if p is None and not organic:
+                continue
+            if p is not None:
+                self._score("receptivity", engaged, p)
+                self.population.learn("receptivity", {"hour": hour}, engaged)
+            count_hour(state, int(hour), engaged)
+        for channel, engaged, p, _ in found.channel:
+            if p is None and not organic:
+                continue
+            if p is not None:
+                self._score("channel", engaged, p)
+                self.population.learn("channel", {"channel": channel}, engaged)
+            count_channel(state, str(channel), engaged)
+
+    def _score(self, name: str, y: bool, p: float) -> None:
+        tracker = self.population.slots[name].tracker
+        if isinstance(tracker, BinaryTracker):
+            tracker.update(y, p)
+
+    def _next_need(self, state: PredictState, signal: Signal) -> None:
+        if signal.touchpoint is not None:
+            self._next_token("next_touchpoint", state.touchpoints, signal.touchpoint, True)
+        if signal.category is not None:
+            self._next_token("next_category", state.categories, signal.category, False)
+
+    def _next_token(self, name: str, history: list[str], token: str, sequence: bool) -> None:
+        model = cast(NextNeed, self.population.model(name))
+        if history:
+            k = self.settings.top_k
+            scores = model.scores(*_context(history), _own(history, sequence))
+            tracker = self.population.slots[name].tracker
+            if isinstance(tracker, HitTracker):
+                tracker.update(in_top_k(scores, token, k), token in model.popular(k))
+        self.population.learn(name, context_x(history), token)
+        history.append(token)
+        del history[: -self.settings.history]
+
+    # -- predicting ----------------------------------------------------------
+
+    def predictions(self, state: PredictState, profile: Profile | None, now_ms: int) -> Predictions:
+        """Every model's answer for one customer at ``now_ms``."""
+        s = self.settings
+        pop = self.population
+        receptivity = cast(Receptivity, pop.model("receptivity"))
+        curve = ReceptivityCurve(
+            _timezone(profile),
+            dict(state.hours),
+            receptivity.population(),
+            receptivity.day_strength,
+            receptivity.hour_strength,
+        )
+        affinity = cast(ChannelAffinity, pop.model("channel")).rate
+        counts = state.channels
+        channels = {c: affinity(c, *counts.get(c, (0, 0))) for c in CHANNELS}
+        return Predictions(
+            at_ms=now_ms,
+            propensity=_p(
+                pop.model("propensity").predict_proba_one(
+                    propensity.features(state.activity, now_ms)
+                )
+            ),
+            receptivity=curve,
+            engage_now=curve.at(now_ms),
+            channels=MappingProxyType(channels),
+            best_channel=max(CHANNELS, key=lambda c: (channels[c], -CHANNELS.index(c))),
+            devices=MappingProxyType(device_affinity(state, now_ms)),
+            active_device=active_device(state, now_ms, s.active_window_ms),
+            fatigue=_p(
+                pop.model("fatigue").predict_proba_one(fatigue.features(state.contact, now_ms))
+            ),
+            next_touchpoints=self._ranked("next_touchpoint", state.touchpoints, True),
+            next_categories=self._ranked("next_category", state.categories, False),
+        )
+
+    def _ranked(self, name: str, history: list[str], sequence: bool) -> Ranked:
+        model = cast(NextNeed, self.population.model(name))
+        scores = model.scores(*_context(history), _own(history, sequence))
+        return tuple(top_k(scores, self.settings.top_k))
+
+    # -- the population ------------------------------------------------------
+
+    def metrics(self) -> list[ModelReport]:
+        """Each model's name, version, updates and live prequential metrics."""
+        return self.population.reports()
+
+    def snapshot(self, *, everything: bool = False) -> dict[str, ModelSnapshot]:
+        """The population models changed since the last snapshot (or all), pickled."""
+        return self.population.snapshot(everything=everything)
+
+    def restore(self, snapshots: Mapping[str, ModelSnapshot]) -> list[str]:
+        """Start from stored snapshots; the models not restored start afresh."""
+        self.population = Population(self.settings)
+        return self.population.restore(snapshots)
+
+
+def _context(history: Sequence[str]) -> tuple[str | None, str | None]:
+    last = history[-1] if history else None
+    prev = history[-2] if len(history) > 1 else None
+    return last, prev
+
+
+def _own(history: Sequence[str], sequence: bool) -> dict[str, float]:
+    """The customer's own evidence: what followed their last touchpoint, or how often
+    each category came up."""
+    if sequence:
+        return successors_in(history, history[-1] if history else None)
+    return frequencies_in(history)
