@@ -119,6 +119,45 @@ class Composer:
         )
 
 
+def preview(
+    spec: DecideSpec,
+    renderer: Renderer,
+    *,
+    offer_id: str,
+    channel: str,
+    profile: Profile | None,
+    moment: Moment | None,
+    locale: str | None = None,
+) -> dict[str, Any]:
+    """Render an offer's message as a customer would get it, for the preview endpoint.
+
+    Links point at ``https://preview.invalid`` so a preview mints no real tracking
+    token. A failure is an answer too: ``{"ok": False, "reason": ...}``.
+    """
+    offers = {o.id: o for o in spec.offers}
+    try:
+        offer = offers[offer_id]
+        kind = spec.channel(channel).kind
+    except KeyError as exc:
+        return {"ok": False, "reason": f"unknown offer or channel: {exc.args[0]}"}
+    links = Links(
+        unsubscribe="https://preview.invalid/unsubscribe",
+        open_pixel="https://preview.invalid/open.gif" if kind == "email" else None,
+        track=lambda url: url,
+    )
+    try:
+        out = renderer.render(
+            offer, channel, profile=profile, moment=moment, links=links, locale=locale,
+            html=kind == "email",
+        )  # fmt: skip
+    except ComposeError as exc:
+        return {"ok": False, "reason": exc.reason}
+    return {
+        "ok": True, "variant": out.variant, "subject": out.subject, "title": out.title,
+        "text": out.text, "html": out.html, "url": out.url,
+    }  # fmt: skip
+
+
 def submit(
     outbox: Outbox,
     composer: Composer,
