@@ -175,7 +175,8 @@ class Outbox:
             tally.lost_claims += 1
             return
         setattr(tally, state, getattr(tally, state) + 1)
-        self._tell(self.store.get(entry.key) or entry)
+        if self.listener is not None:
+            self.listener(self.store.get(entry.key) or entry)
 
     def _release(self, entry: Entry, tally: Tally, due_ms: int, attempts: int, why: str) -> None:
         now = self.clock.now_ms()
