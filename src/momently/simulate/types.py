@@ -1,0 +1,27 @@
+"""The simulator's aliases and the policy protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from momently.simulate.respond import Send
+
+Message = dict[str, Any]
+"""One Segment message in its wire shape (read-only: parts are shared)."""
+
+
+class Policy(Protocol):
+    """Decides what to send, seeing every event in time order and a regular tick.
+
+    ``on_event`` may answer with sends due now or later (``send_at``);
+    ``on_tick`` is called every tick of simulated time. A send is delivered
+    at its ``send_at`` unless its customer is held out, has opted out of the
+    channel, or has no address on it.
+    """
+
+    name: str
+
+    def on_event(self, event: Message) -> Sequence[Send]: ...
+
+    def on_tick(self, now_ms: int) -> Sequence[Send]: ...

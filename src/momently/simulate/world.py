@@ -1,0 +1,256 @@
+"""The simulated world: a population living in simulated time, emitting Segment messages.
+
+Each customer's day is planned at their local midnight into hourly buckets;
+an hour is sorted when the clock reaches it, and merged with the events that
+answers to messages inject, so the stream comes out in time order (ties by
+customer, then plan order) without holding more than about a day ahead.
+
+>>> from momently.simulate.population import Population
+>>> world = World(Population(20, seed=1))
+>>> stream = list(world.events_until(world.start_ms + DAY))
+>>> stream == list(World(Population(20, seed=1)).events_until(world.start_ms + DAY))
+True
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import Any, Final
+
+import numpy as np
+
+from momently.simulate import messages as m
+from momently.simulate.personas import CHANNELS
+from momently.simulate.plan import Item, Planner
+from momently.simulate.population import Population
+from momently.simulate.respond import Response, Send, respond
+from momently.simulate.simtime import DAY, HOUR, MINUTE, START, local_day, rng
+from momently.simulate.state import Need, State
+
+_AFTER: Final = 0xAF7E
+_INJECTED_SEQ: Final = 1 << 40
+
+
+class Tally:
+    """Per-customer outcomes: the truth the comparison reads."""
+
+    def __init__(self, size: int) -> None:
+        self.conversions = np.zeros(size, dtype=np.int32)
+        self.revenue = np.zeros(size, dtype=np.float64)
+        self.messages = np.zeros(size, dtype=np.int32)
+        self.attributed = np.zeros(size, dtype=np.int32)  # orders that followed a click
+        self.opted_out = np.zeros(size, dtype=np.int8)  # one bit per channel
+
+
+class World:
+    """A population in simulated time from ``start_ms``; it only moves forward."""
+
+    def __init__(self, population: Population, *, start_ms: int = START) -> None:
+        self.population = population
+        self.catalog = population.catalog
+        self.seed = population.seed
+        self.start_ms = start_ms
+        self.now_ms = start_ms
+        self.states = [State() for _ in range(len(population))]
+        self.tally = Tally(len(population))
+        self.emitted = 0
+        self.dropped = 0  # planned events of needs that were met or lapsed first
+        self._planner = Planner(self.catalog, self.seed)
+        self._buckets: dict[int, list[Item]] = {}
+        self._hour = start_ms // HOUR - 1
+        self._current: list[Item] = []
+        self._pos = 0
+        self._injected: list[Item] = []
+        self._due = [(start_ms, c.index, local_day(c.timezone, start_ms)) for c in population]
+
+    def next_ms(self, limit: int) -> int | None:
+        """When the next event happens, if before ``limit``."""
+        item = self._find(limit)
+        return None if item is None else item[0]
+
+    def pop(self) -> tuple[int, m.Message]:
+        """The next event (after :meth:`next_ms` said there is one) and its time."""
+        item = self._find(None)
+        assert item is not None  # _find(None) plans hour after hour until it finds one
+        self._consume(item)
+        return item[0], self._emit(item)
+
+    def timed_until(self, end_ms: int) -> Iterator[tuple[int, m.Message]]:
+        """Every event before ``end_ms`` with its time, in order.
+
+        The world may be handed messages (:meth:`deliver`) between two events:
+        the answers join the stream in their place.
+        """
+        pop = heapq.heappop
+        while True:
+            current, pos, injected = self._current, self._pos, self._injected
+            if pos < len(current):
+                item = current[pos]
+                if injected and injected[0] < item:
+                    item = pop(injected)
+                else:
+                    self._pos = pos + 1
+            elif injected and injected[0][0] < (self._hour + 1) * HOUR:
+                item = pop(injected)
+            elif (self._hour + 1) * HOUR >= end_ms:
+                return
+            else:
+                self._advance()
+                continue
+            if item[0] >= end_ms:  # not yet: put it back
+                if current and pos < len(current) and self._pos == pos + 1:
+                    self._pos = pos
+                else:
+                    heapq.heappush(injected, item)
+                return
+            need = item[5]
+            if need is not None and not need.live(item[0]):
+                self.dropped += 1
+                continue
+            yield item[0], self._emit(item)
+
+    def events_until(self, end_ms: int) -> Iterator[m.Message]:
+        """Every event before ``end_ms``, in order."""
+        for _, message in self.timed_until(end_ms):
+            yield message
+
+    def deliver(self, send: Send) -> Response:
+        """Put ``send`` in front of its customer; their answer joins the stream."""
+        index = self.population.index_of(send.customer)
+        if index is None:
+            raise KeyError(f"no simulated customer {send.customer!r}")
+        c, st = self.population[index], self.states[index]
+        if send.send_at < self.now_ms:
+            send = Send(
+                send.customer,
+                send.channel,
+                send.offer_id,
+                send.category,
+                self.now_ms,
+                send.decision_id,
+            )
+        answer = respond(c, st, send, seed=self.seed, catalog=self.catalog)
+        if answer.delivered:
+            st.messages += 1
+            st.received.append(send.send_at)
+            st.received = [t for t in st.received if t > send.send_at - 7 * DAY]
+            self.tally.messages[index] += 1
+            for ms, message, effect in answer.events:
+                self._inject(index, ms, (message, effect, answer.need, answer.decision_id))
+        return answer
+
+    def _inject(self, index: int, ms: int, payload: Any) -> None:
+        st = self.states[index]
+        st.injected += 1
+        heapq.heappush(
+            self._injected, (ms, index, _INJECTED_SEQ + st.injected, m.INJECTED, payload, None)
+        )
+
+    def _find(self, limit: int | None) -> Item | None:
+        """The next live item, dropping those whose need is gone; None from ``limit`` on."""
+        while True:
+            current, pos, injected = self._current, self._pos, self._injected
+            if pos < len(current):
+                item = current[pos]
+                if injected and injected[0] < item:
+                    item = injected[0]
+            elif injected and injected[0][0] < (self._hour + 1) * HOUR:
+                item = injected[0]
+            elif limit is not None and (self._hour + 1) * HOUR >= limit:
+                return None
+            else:
+                self._advance()
+                continue
+            if limit is not None and item[0] >= limit:
+                return None
+            need = item[5]
+            if need is None or need.live(item[0]):
+                return item
+            self.dropped += 1
+            self._consume(item)
+
+    def _consume(self, item: Item) -> None:
+        if self._pos < len(self._current) and self._current[self._pos] is item:
+            self._pos += 1
+        else:
+            heapq.heappop(self._injected)
+
+    def _advance(self) -> None:
+        self._hour += 1
+        hour, end = self._hour, (self._hour + 1) * HOUR
+        due, buckets, customers = self._due, self._buckets, self.population.customers
+        plan, states = self._planner.plan, self.states
+        while due and due[0][0] < end:
+            _, index, day = heapq.heappop(due)
+            items, following = plan(customers[index], states[index], day, self.start_ms)
+            for item in items:
+                key = item[0] // HOUR
+                bucket = buckets.get(key if key > hour else hour)
+                if bucket is None:
+                    bucket = buckets[key if key > hour else hour] = []
+                bucket.append(item)
+            heapq.heappush(due, (following, index, day + 1))
+        self._current = buckets.pop(hour, [])
+        self._current.sort()
+        self._pos = 0
+
+    def _emit(self, item: Item) -> m.Message:
+        ts, index, seq, code, payload, need = item
+        c, st = self.population.customers[index], self.states[index]
+        self.now_ms = ts
+        self.emitted += 1
+        if code == m.INJECTED:
+            message, effect, answer_need, decision = payload
+            if effect == "order":
+                if answer_need is None or not answer_need.live(ts):
+                    self.dropped += 1
+                    message = dict(message)  # still sent: the app records a failed attempt
+                    message["event"] = "Checkout Started"
+                else:
+                    self.tally.attributed[index] += 1
+                    self._ordered(index, ts, answer_need, message)
+            elif effect == "unsubscribe":
+                channel = message["properties"]["channel"]
+                st.opted_out.add(channel)
+                self.tally.opted_out[index] |= 1 << CHANNELS.index(channel)
+            return message  # type: ignore[no-any-return]
+        message = m.build(code, payload, c, st, ts, f"{c.user_id}-{seq:x}", self.catalog)
+        if code == m.IDENTIFY:
+            st.identified |= 1 << payload
+        elif code == m.ORDER and need is not None:
+            self._ordered(index, ts, need, message)
+        return message
+
+    def _ordered(self, index: int, ts: int, need: Need, message: m.Message) -> None:
+        need.resolved_ms = ts
+        self.tally.conversions[index] += 1
+        self.tally.revenue[index] += float(message["properties"]["revenue"])
+        c = self.population.customers[index]
+        r = rng(self.seed, index, _AFTER, int(self.tally.conversions[index]))
+        share = 0.6 if need.spec.journey else 0.05
+        if r.random() < share:
+            at = ts + int((2 + 6 * r.random()) * DAY)
+            text = m.after_order_post(r, need.spec.category)
+            post = m.server(
+                "Social Post",
+                {
+                    "text": text,
+                    "platform": "instagram",
+                    "url": f"https://instagram.example/p/{index}-{ts}",
+                },
+                c,
+                at,
+                f"{c.user_id}-post-{ts:x}",
+            )
+            self._inject(index, at, (post, "", None, None))
+        if r.random() < 0.12:
+            at = ts + int((2 + 4 * r.random()) * DAY) + 7 * MINUTE
+            rating = 1 + int(2 * r.random()) if r.random() < 0.15 else 4 + int(2 * r.random())
+            props = {
+                "text": "not great" if rating <= 2 else "does the job nicely",
+                "rating": rating,
+                "product_id": self.catalog.products[need.product].id,
+            }
+            review = m.server("Review Posted", props, c, at, f"{c.user_id}-review-{ts:x}")
+            self._inject(index, at, (review, "", None, None))
