@@ -127,3 +127,10 @@ def test_message_round_trips(store: OutboxStore) -> None:
     store.put(put)
     (got,) = store.claim(now_ms=START, lease_ms=1, limit=1, worker="w")
     assert got.message == put.message
+
+
+def test_claim_breaks_due_ties_by_key(store: OutboxStore) -> None:
+    for decision in ("de-1", "de-2", "de-3", "de-4"):
+        store.put(entry(decision))
+    got = store.claim(now_ms=START, lease_ms=1, limit=4, worker="w")
+    assert [e.key for e in got] == sorted(e.key for e in got)

@@ -156,7 +156,7 @@ class SqliteOutboxStore:
         where, args = _in("channel", channels)
         with self._tx() as db:
             rows = db.execute(
-                f"{_SELECT} WHERE {_LIVE} AND due_ms <= ?{where} ORDER BY due_ms LIMIT ?",
+                f"{_SELECT} WHERE {_LIVE} AND due_ms <= ?{where} ORDER BY due_ms, key LIMIT ?",
                 [now_ms, *args, limit],
             ).fetchall()
             db.executemany(
