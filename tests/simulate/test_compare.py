@@ -129,3 +129,17 @@ def test_event_triggers_answer_searches_at_once() -> None:
     baskets = [s for s in policy.sends if s.offer_id == "cart-reminder"]
     assert baskets and {s.channel for s in policy.sends} <= {"push", "email"}
     assert result.requested == len(policy.sends)
+
+
+def test_a_run_is_deterministic() -> None:
+    people = Population(120, seed=30)
+    first = run_policy(EventTriggers(), World(people), days=2)
+    second = run_policy(EventTriggers(), World(people), days=2)
+    assert (first.events, first.delivered, first.conversions, first.revenue, first.opt_outs) == (
+        second.events,
+        second.delivered,
+        second.conversions,
+        second.revenue,
+        second.opt_outs,
+    )
+    assert (first.orders == second.orders).all() and first.conversion == second.conversion

@@ -8,7 +8,7 @@ import msgspec
 
 from momently.events import decode_message, normalise
 from momently.simulate import DAY, START, Population, World, to_event
-from momently.simulate.simtime import HOUR
+from momently.simulate.simtime import HOUR, iso
 
 
 def _events(size: int, days: float, seed: int = 5) -> list[dict[str, Any]]:
@@ -97,3 +97,12 @@ def test_the_world_speaks_segment() -> None:
     assert all("household_size" in m["traits"] for m in identifies)
     anonymous = [m for m in messages if "userId" not in m]
     assert anonymous, "web visits before a login carry only an anonymousId"
+
+
+def test_a_world_may_start_at_any_moment() -> None:
+    start = START + 13 * HOUR + 7 * 60_000 + 5
+    world = World(Population(50, seed=5), start_ms=start)
+    stamps = [ms for ms, _ in world.timed_until(start + DAY)]
+    assert stamps and min(stamps) >= start
+    later = [e for e in _events(50, 2) if e["timestamp"] >= iso(start)]
+    assert len(stamps) > 0.6 * len([e for e in later if e["timestamp"] < iso(start + DAY)])

@@ -13,6 +13,7 @@ True
 """
 
 from momently.simulate.baselines import BatchAndBlast, EventTriggers, NoMessages, Oracle
+from momently.simulate.catalog import EXAMPLE_OFFERS, Catalog, Place, load_places
 from momently.simulate.compare import RunResult, compare, in_holdout, run_policy, true_effect
 from momently.simulate.events import to_event
 from momently.simulate.needs import NEEDS, NeedSpec
@@ -28,12 +29,14 @@ from momently.simulate.world import World
 __all__ = [
     "ANY",
     "DAY",
+    "EXAMPLE_OFFERS",
     "HOUR",
     "MINUTE",
     "NEEDS",
     "PERSONAS",
     "START",
     "BatchAndBlast",
+    "Catalog",
     "Customer",
     "Device",
     "EventTriggers",
@@ -43,6 +46,7 @@ __all__ = [
     "NoMessages",
     "Oracle",
     "Persona",
+    "Place",
     "Policy",
     "Population",
     "Response",
@@ -52,6 +56,7 @@ __all__ = [
     "compare",
     "in_holdout",
     "lift",
+    "load_places",
     "render",
     "respond",
     "run_policy",

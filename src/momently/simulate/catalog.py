@@ -151,6 +151,18 @@ def _need_queries(
     return pool or tuple(f.format(c=need.category) for f in _FALLBACK)
 
 
+EXAMPLE_OFFERS: Final = {
+    "family-toaster": "toasters",
+    "student-toaster": "toasters",
+    "cart-reminder": "*",
+    "store-nearby": "bakery",
+    "how-to-guide": "guides",
+    "sorry-voucher": "*",
+    "braces-consultation": "orthodontics",
+}
+"""The category each offer of the example playbook speaks to, for :class:`Send`; ``*``
+(a basket reminder, a voucher) speaks to whatever the customer needs, at half the pull."""
+
 BROKEN_POSTS: Final = (
     "my {thing} just died \U0001f62d anyone recommend a good one?",
     "RIP {thing} \U0001f480 breakfast is ruined",

@@ -55,7 +55,7 @@ _AGENT: Final = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.
 SITE: Final = "https://shop.example.com"
 
 
-_OS: dict[tuple[str, str], dict[str, str]] = {}
+_OS: dict[str, dict[str, str]] = {}
 _LIBRARIES: Final = {
     "ios": {"name": "analytics-ios", "version": "4.1.8"},
     "android": {"name": "analytics-android", "version": "4.11.3"},
@@ -65,13 +65,17 @@ _LIBRARIES: Final = {
 
 def context(c: Customer, d: Device) -> dict[str, Any]:
     """The ``context`` an SDK on device ``d`` attaches (its inner parts shared: read-only)."""
-    os = _OS.get((d.os, d.os_version))
-    if os is None:
-        os = _OS[d.os, d.os_version] = {"name": d.os, "version": d.os_version}
-    device: dict[str, Any] = {"id": d.id, "model": d.model, "manufacturer": d.manufacturer}
+    os = _OS.get(d.os)
+    if os is None or os["version"] != d.os_version:
+        os = _OS[d.os] = {"name": d.os, "version": d.os_version}
     if d.app:
         kind = "ios" if d.os == "iOS" else "android"
-        device["type"] = kind
+        device: dict[str, Any] = {
+            "id": d.id,
+            "type": kind,
+            "model": d.model,
+            "manufacturer": d.manufacturer,
+        }
         if d.push_token is not None:
             device["token"] = d.push_token
         return {
@@ -83,7 +87,7 @@ def context(c: Customer, d: Device) -> dict[str, Any]:
             "library": _LIBRARIES[kind],
         }
     return {
-        "device": device,
+        "device": {"id": d.id, "model": d.model, "manufacturer": d.manufacturer},
         "os": os,
         "timezone": c.timezone,
         "locale": "en-GB",
@@ -109,9 +113,19 @@ def _base(kind: str, c: Customer, st: State, k: int, ts: int, mid: str) -> Messa
 def track(
     name: str, props: dict[str, Any], c: Customer, st: State, k: int, ts: int, mid: str
 ) -> Message:
-    msg = _base("track", c, st, k, ts, mid)
-    msg["event"] = name
-    msg["properties"] = props
+    """A track call from device ``k``; it carries the user id once the device is logged in."""
+    d = c.devices[k]
+    msg: Message = {
+        "type": "track",
+        "event": name,
+        "messageId": mid,
+        "anonymousId": d.anonymous_id,
+        "timestamp": iso(ts),
+        "properties": props,
+        "context": context(c, d),
+    }
+    if d.app or st.identified >> k & 1:
+        msg["userId"] = c.user_id
     return msg
 
 

@@ -81,7 +81,7 @@ class Planner:
         times = sorted(self._session_time(r, c, start) for _ in range(sessions))
         for t in times:
             self._session(out, r, c, st, t)
-        out.sort(key=_first)
+        # No sort: the world sorts each hour by (time, customer, seq), and seq is plan order.
         base = day << 16
         items = [
             (ts, c.index, base + k, code, payload, need)
@@ -146,12 +146,15 @@ class Planner:
             elif x < 0.88:
                 query = cat.curious[int(r.random() * len(cat.curious))]
                 out.append((t, m.SEARCH, (k, query), None))
-            elif x < 0.95 and c.household_size >= 3:
-                out.append((t, screen, (k, "Recipes"), None))
-            elif x < 0.985:
+            elif x < 0.95:
+                name = "Recipes" if c.household_size >= 3 else "Offers"
+                out.append((t, screen, (k, name), None))
+            elif x < 0.975:
                 out.append((t, screen, (k, "Store Locator"), None))
-            else:
+            elif x < 0.98 and k == 0:
                 out.append((t, m.TRACK, (k, "Application Crashed"), None))
+            else:
+                out.append((t, screen, (k, "Home"), None))
             t += int(15 * SECOND + 60 * SECOND * r.random())
         return t
 
@@ -245,7 +248,3 @@ def _poisson(r: random.Random, mean: float) -> int:
         k += 1
         p *= r.random()
     return k
-
-
-def _first(item: tuple[int, int, Any, Need | None]) -> int:
-    return item[0]

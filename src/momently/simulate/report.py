@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Final
@@ -21,7 +21,7 @@ _STYLE: Final = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.35rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child{text-align:left;white-space:nowrap}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}
 .note{color:#555;font-size:.85rem;max-width:60rem}
 """
@@ -73,13 +73,17 @@ def interval_chart(
     scale: float = 1.0,
     unit: str = "",
     width: int = 360,
+    truths: Sequence[float] | None = None,
 ) -> str:
-    """Differences with their intervals as points and whiskers around a zero line."""
+    """Differences with their intervals as points and whiskers around a zero line.
+
+    ``truths``, where known, are drawn as black ticks: an interval should hold its tick.
+    """
     row, left, top = 26, 130, 28
     height = top + row * len(labels) + 24
     bounds = [
         abs(x) * scale for e in lifts for x in (e.low, e.high, e.difference) if not math.isnan(x)
-    ]
+    ] + [abs(t) * scale for t in truths or () if not math.isnan(t)]
     reach = max(bounds + [1e-12]) * 1.1
     span = width - left - 20
     mid = left + span / 2
@@ -94,6 +98,7 @@ def interval_chart(
         f'<line x1="{mid:.1f}" y1="{top}" x2="{mid:.1f}" y2="{height - 20}" '
         'stroke="#999" stroke-dasharray="3,3"/>',
         f'<text x="{mid:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">0</text>',
+        f'<text x="{left}" y="{height - 6}" font-size="10">{escape(f"{-reach:+.3g}{unit}")}</text>',
         f'<text x="{left + span}" y="{height - 6}" font-size="10" text-anchor="end">'
         f"{escape(f'{reach:+.3g}{unit}')}</text>",
     ]
@@ -111,6 +116,12 @@ def interval_chart(
             f'y2="{y:.1f}" stroke="{colour}" stroke-width="2"/>'
         )
         parts.append(f'<circle cx="{x(est.difference):.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
+        truth = math.nan if truths is None else truths[i]
+        if not math.isnan(truth):
+            parts.append(
+                f'<line x1="{x(truth):.1f}" y1="{y - 7:.1f}" x2="{x(truth):.1f}" '
+                f'y2="{y + 7:.1f}" stroke="#000" stroke-width="2"><title>true effect</title></line>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -158,6 +169,7 @@ def render(
             rate, money = truth.get(r.policy, (math.nan, math.nan))
             cells.append(f"{rate * 100:+.2f}; {money:+.2f}")
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    known = [truth.get(r.policy, (math.nan, math.nan)) for r in results] if truth else None
     charts = [
         bar_chart("Messages delivered", labels, [r.delivered for r in results]),
         bar_chart("Customers who opted out", labels, [r.opt_outs for r in results]),
@@ -169,12 +181,16 @@ def render(
             [r.conversion for r in results],
             scale=100,
             unit=" pp",
+            truths=None if known is None else [k[0] for k in known],
         ),
         interval_chart(
-            "Revenue per customer lift vs holdout", labels, [r.revenue_lift for r in results]
+            "Revenue per customer lift vs holdout",
+            labels,
+            [r.revenue_lift for r in results],
+            truths=None if known is None else [k[1] for k in known],
         ),
     ]
-    stamp = (generated or datetime.fromtimestamp(0, UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = f" &middot; {generated:%Y-%m-%d %H:%M %Z}" if generated is not None else ""
     first = results[0] if results else None
     setup = (
         f"{first.customers:,} customers, {first.days} days, "
@@ -186,13 +202,14 @@ def render(
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1><p>{escape(setup)} &middot; {escape(stamp)}</p>{body}"
+        f"<h1>{escape(title)}</h1><p>{escape(setup)}{stamp}</p>{body}"
         f"<table>{head}{''.join(rows)}</table>"
         f'<div class="charts">{"".join(f"<div>{c}</div>" for c in charts)}</div>'
         '<p class="note">Lift is the treated mean minus the holdout mean per customer, with a '
         "95% interval (normal approximation, Welch). Conversions and revenue count the whole "
         "population, holdout included; &ldquo;after a click&rdquo; counts orders that "
-        "followed a clicked message.</p></body></html>"
+        "followed a clicked message. Where the true effect is known (the same population run "
+        "without messages), it is drawn as a black tick.</p></body></html>"
     )
 
 

@@ -25,7 +25,7 @@ WALK = 1.3
 def at(lat: float, lon: float, r: random.Random, metres: float) -> tuple[float, float, float]:
     """A fix near (lat, lon) as a phone reports it: a little noise, and its accuracy."""
     d = metres / 111_320
-    return lat + d * (r.random() - 0.5), lon + d * 1.6 * (r.random() - 0.5), round(metres, 1)
+    return lat + d * (r.random() - 0.5), lon + d * 1.6 * (r.random() - 0.5), metres
 
 
 class Travel:
@@ -49,22 +49,29 @@ class Travel:
         if not outward:
             legs = [(b, a, v) for a, b, v in reversed(legs)]
         cos = math.cos(math.radians(c.home[0]))
+        rand, ping = r.random, m.PING
         for a, b, speed in legs:
             walking = speed == WALK
             metres = 111_320 * math.hypot(b[0] - a[0], (b[1] - a[1]) * cos)
-            duration = int(metres / speed * SECOND)
-            every = int(((60 + 20 * r.random()) if walking else (300 + 120 * r.random())) * SECOND)
+            duration = max(1, int(metres / speed * SECOND))
+            every = int(((60 + 20 * rand()) if walking else (300 + 120 * rand())) * SECOND)
             pass_at = t + duration // 2 if walking and c.route == "store-12" else None
+            accuracy = 8.0 if walking else 35.0
+            noise = accuracy / 111_320
+            lat0, lon0, dlat, dlon = a[0], a[1], b[0] - a[0], b[1] - a[1]
             stop = 0
             for elapsed in range(0, duration + 1, every):
                 if pass_at is not None and t + elapsed >= pass_at:
                     stop = self._past_store(out, r, c, st, pass_at)
                     pass_at = None
                 if c.locates:
-                    f = elapsed / duration if duration else 1.0
-                    lat, lon = a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f
-                    fix = at(lat, lon, r, 8.0 if walking else 35.0)
-                    out.append((t + stop + elapsed, m.PING, fix, None))
+                    f = elapsed / duration
+                    fix = (
+                        lat0 + dlat * f + noise * (rand() - 0.5),
+                        lon0 + dlon * f + noise * 1.6 * (rand() - 0.5),
+                        accuracy,
+                    )
+                    out.append((t + stop + elapsed, ping, fix, None))
             t += duration + stop
 
     def _past_store(self, out: list[Any], r: random.Random, c: Customer, st: State, t: int) -> int:

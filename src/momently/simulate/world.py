@@ -57,6 +57,7 @@ class World:
         self.emitted = 0
         self.dropped = 0  # planned events of needs that were met or lapsed first
         self._planner = Planner(self.catalog, self.seed)
+        self._customers = population.customers
         self._buckets: dict[int, list[Item]] = {}
         self._hour = start_ms // HOUR - 1
         self._current: list[Item] = []
@@ -197,7 +198,7 @@ class World:
 
     def _emit(self, item: Item) -> m.Message:
         ts, index, seq, code, payload, need = item
-        c, st = self.population.customers[index], self.states[index]
+        c, st = self._customers[index], self.states[index]
         self.now_ms = ts
         self.emitted += 1
         if code == m.INJECTED:
@@ -215,7 +216,7 @@ class World:
                 st.opted_out.add(channel)
                 self.tally.opted_out[index] |= 1 << CHANNELS.index(channel)
             return message  # type: ignore[no-any-return]
-        message = m.build(code, payload, c, st, ts, f"{c.user_id}-{seq:x}", self.catalog)
+        message = m.build(code, payload, c, st, ts, c.user_id + "-" + str(seq), self.catalog)
         if code == m.IDENTIFY:
             st.identified |= 1 << payload
         elif code == m.ORDER and need is not None:
