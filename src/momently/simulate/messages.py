@@ -23,8 +23,7 @@ from momently.simulate.catalog import (
 from momently.simulate.population import Customer, Device
 from momently.simulate.simtime import iso
 from momently.simulate.state import State
-
-Message = dict[str, Any]
+from momently.simulate.types import Message
 
 (
     OPEN,

@@ -29,6 +29,8 @@ from momently.simulate.state import Need, State
 from momently.simulate.travel import Travel, at
 
 Item = tuple[int, int, int, int, Any, Need | None]
+"""A planned event: (ms, customer index, seq, code, payload, need); (ms, customer, seq) is
+unique, so sorting never compares payloads."""
 _BROWSE = ("Home", "Offers", "Account", "Category", "Basket")
 JOURNEY = (
     ("Clear Braces Options", None),
@@ -51,7 +53,11 @@ class Planner:
         self.travel = Travel(catalog)
 
     def plan(self, c: Customer, st: State, day: int, from_ms: int) -> tuple[list[Item], int]:
-        """Items of local ``day`` at or after ``from_ms``, and when the next day starts."""
+        """Items of local ``day`` at or after ``from_ms``, and when the next day starts.
+
+        Nothing is planned before the day's midnight (nor ``from_ms``), so a day
+        planned when its midnight comes never reaches back into the past.
+        """
         tz = c.timezone
         start, end = midnight_ms(tz, day), midnight_ms(tz, day + 1)
         r = rng(self.seed, c.index, day)
@@ -80,13 +86,14 @@ class Planner:
         sessions = min(8, _poisson(r, c.sessions * (1.2 if weekday(day) >= 5 else 1.0)))
         times = sorted(self._session_time(r, c, start) for _ in range(sessions))
         for t in times:
-            self._session(out, r, c, st, t)
+            if t >= from_ms:  # a session before the world began would log in unseen
+                self._session(out, r, c, st, t)
         # No sort: the world sorts each hour by (time, customer, seq), and seq is plan order.
         base = day << 16
         items = [
             (ts, c.index, base + k, code, payload, need)
             for k, (ts, code, payload, need) in enumerate(out)
-            if ts >= from_ms
+            if ts >= from_ms and ts >= start
         ]
         return items, end
 

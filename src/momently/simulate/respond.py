@@ -27,6 +27,7 @@ from momently.simulate.personas import CHANNELS
 from momently.simulate.population import Customer
 from momently.simulate.simtime import MINUTE, SECOND, hour_of_week, rng
 from momently.simulate.state import Need, State
+from momently.simulate.types import Message
 
 ANY: Final = "*"
 """A category that matches whatever the customer needs (a voucher), at half the pull."""
@@ -75,7 +76,7 @@ class Response:
     bought: bool = False
     opted_out: bool = False
     need: Need | None = None
-    events: tuple[tuple[int, m.Message, str], ...] = ()
+    events: tuple[tuple[int, Message, str], ...] = ()
 
 
 def _key(decision_id: str) -> int:
@@ -130,7 +131,7 @@ def respond(
     }
     k = _device(c, channel)
     base = f"{decision}-"
-    events: list[tuple[int, m.Message, str]] = []
+    events: list[tuple[int, Message, str]] = []
     excess = pressure - c.tolerance
     if excess > 0 and r.random() < min(0.3, 0.03 * excess):
         props = {**tags, "reason": "too many messages"}
@@ -184,7 +185,7 @@ def respond(
 
 def _tell(
     name: str, tags: dict[str, Any], c: Customer, st: State, k: int, ts: int, mid: str
-) -> m.Message:
+) -> Message:
     """An engagement event: from the app for push and in-app, from the sender otherwise."""
     if name in (
         "Push Notification Tapped",

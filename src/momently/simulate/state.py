@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from momently.simulate.needs import NeedSpec
-from momently.simulate.simtime import WEEK
 
 
 @dataclass(slots=True, eq=False)
@@ -52,8 +51,3 @@ class State:
     def prune(self, ms: int) -> None:
         """Forget needs that can no longer matter after ``ms``."""
         self.needs = [n for n in self.needs if n.deadline_ms > ms and n.resolved_ms is None]
-
-    def pressure(self, ms: int) -> int:
-        """Messages received in the week up to ``ms``."""
-        self.received = [t for t in self.received if t > ms - WEEK]
-        return len(self.received)

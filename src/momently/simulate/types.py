@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from momently.simulate.respond import Send
+if TYPE_CHECKING:
+    from momently.simulate.respond import Send
 
 Message = dict[str, Any]
-"""One Segment message in its wire shape (read-only: parts are shared)."""
+"""One Segment message in its wire shape (read-only: parts are shared between messages)."""
 
 
 class Policy(Protocol):

@@ -27,6 +27,7 @@ from momently.simulate.population import Population
 from momently.simulate.respond import Response, Send, respond
 from momently.simulate.simtime import DAY, HOUR, MINUTE, START, local_day, rng
 from momently.simulate.state import Need, State
+from momently.simulate.types import Message
 
 _AFTER: Final = 0xAF7E
 _INJECTED_SEQ: Final = 1 << 40
@@ -70,14 +71,14 @@ class World:
         item = self._find(limit)
         return None if item is None else item[0]
 
-    def pop(self) -> tuple[int, m.Message]:
+    def pop(self) -> tuple[int, Message]:
         """The next event (after :meth:`next_ms` said there is one) and its time."""
         item = self._find(None)
         assert item is not None  # _find(None) plans hour after hour until it finds one
         self._consume(item)
         return item[0], self._emit(item)
 
-    def timed_until(self, end_ms: int) -> Iterator[tuple[int, m.Message]]:
+    def timed_until(self, end_ms: int) -> Iterator[tuple[int, Message]]:
         """Every event before ``end_ms`` with its time, in order.
 
         The world may be handed messages (:meth:`deliver`) between two events:
@@ -86,13 +87,11 @@ class World:
         pop = heapq.heappop
         while True:
             current, pos, injected = self._current, self._pos, self._injected
-            if pos < len(current):
+            planned = pos < len(current) and not (injected and injected[0] < current[pos])
+            if planned:
                 item = current[pos]
-                if injected and injected[0] < item:
-                    item = pop(injected)
-                else:
-                    self._pos = pos + 1
-            elif injected and injected[0][0] < (self._hour + 1) * HOUR:
+                self._pos = pos + 1
+            elif injected and (pos < len(current) or injected[0][0] < (self._hour + 1) * HOUR):
                 item = pop(injected)
             elif (self._hour + 1) * HOUR >= end_ms:
                 return
@@ -100,7 +99,7 @@ class World:
                 self._advance()
                 continue
             if item[0] >= end_ms:  # not yet: put it back
-                if current and pos < len(current) and self._pos == pos + 1:
+                if planned:
                     self._pos = pos
                 else:
                     heapq.heappush(injected, item)
@@ -111,7 +110,7 @@ class World:
                 continue
             yield item[0], self._emit(item)
 
-    def events_until(self, end_ms: int) -> Iterator[m.Message]:
+    def events_until(self, end_ms: int) -> Iterator[Message]:
         """Every event before ``end_ms``, in order."""
         for _, message in self.timed_until(end_ms):
             yield message
@@ -183,26 +182,27 @@ class World:
         due, buckets, customers = self._due, self._buckets, self.population.customers
         plan, states = self._planner.plan, self.states
         while due and due[0][0] < end:
-            _, index, day = heapq.heappop(due)
-            items, following = plan(customers[index], states[index], day, self.start_ms)
+            begins, index, day = heapq.heappop(due)  # at or after this hour's start
+            items, following = plan(customers[index], states[index], day, begins)
             for item in items:
                 key = item[0] // HOUR
-                bucket = buckets.get(key if key > hour else hour)
+                bucket = buckets.get(key)
                 if bucket is None:
-                    bucket = buckets[key if key > hour else hour] = []
+                    bucket = buckets[key] = []
                 bucket.append(item)
             heapq.heappush(due, (following, index, day + 1))
         self._current = buckets.pop(hour, [])
         self._current.sort()
         self._pos = 0
 
-    def _emit(self, item: Item) -> m.Message:
+    def _emit(self, item: Item) -> Message:
         ts, index, seq, code, payload, need = item
         c, st = self._customers[index], self.states[index]
         self.now_ms = ts
         self.emitted += 1
         if code == m.INJECTED:
-            message, effect, answer_need, decision = payload
+            message: Message = payload[0]
+            effect, answer_need = payload[1], payload[2]
             if effect == "order":
                 if answer_need is None or not answer_need.live(ts):
                     self.dropped += 1
@@ -215,7 +215,7 @@ class World:
                 channel = message["properties"]["channel"]
                 st.opted_out.add(channel)
                 self.tally.opted_out[index] |= 1 << CHANNELS.index(channel)
-            return message  # type: ignore[no-any-return]
+            return message
         message = m.build(code, payload, c, st, ts, c.user_id + "-" + str(seq), self.catalog)
         if code == m.IDENTIFY:
             st.identified |= 1 << payload
@@ -223,7 +223,7 @@ class World:
             self._ordered(index, ts, need, message)
         return message
 
-    def _ordered(self, index: int, ts: int, need: Need, message: m.Message) -> None:
+    def _ordered(self, index: int, ts: int, need: Need, message: Message) -> None:
         need.resolved_ms = ts
         self.tally.conversions[index] += 1
         self.tally.revenue[index] += float(message["properties"]["revenue"])
