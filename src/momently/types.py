@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from momently.decide.records import Decision, DecisionQuery
 from momently.events import Event
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
@@ -100,6 +101,12 @@ class MomentStore(Protocol):
     def model_snapshots(self) -> dict[str, ModelSnapshot]:
         """The latest committed snapshot of each population model, by name."""
         ...
+
+    def decisions(self, query: DecisionQuery) -> list[Decision]:
+        """Decisions matching ``query``, newest first."""
+        ...
+
+    def decision(self, decision_id: str) -> Decision | None: ...
 
     def moment_stats(self) -> dict[str, int]: ...
 

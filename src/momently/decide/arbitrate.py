@@ -15,7 +15,7 @@ A candidate's score is::
 * **propensity** — P(convert within the horizon), from the predictors, at
   least the moment's confidence (a moment *is* evidence of a need);
 * **timing** — the customer's receptivity at the slot relative to their
-  average, times the channel's affinity relative to neutral, times how much of
+  average, times the channel's affinity relative to their average channel, times how much of
   the moment is left (linear decay to its expiry);
 * **fatigue** — P(one more message makes them opt out) times what an opt-out
   costs the brand.
@@ -394,7 +394,7 @@ class _Search:
         best: tuple[float, ChannelSpec, str, int, float, float, float, float] | None = None
         last: Refusal | None = None
         for channel, why in self._channels(offer):
-            affinity = min(self.signals.affinity(channel.kind) / 0.5, 4.0)
+            affinity = min(self.signals.affinity(channel.kind), 4.0)
             boost = 1.0
             if channel.kind == "in_app":
                 boost = 1.5  # the app is open now: answer where they are

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any, Final, Literal
 
 import msgspec
@@ -56,6 +57,24 @@ def decision_id(moment_id: str) -> str:
     True
     """
     return "de-" + hashlib.blake2b(moment_id.encode(), digest_size=12).hexdigest()
+
+
+def cancelled_copy(decision: Decision, reason: str) -> Decision:
+    """The decision with its planned send called off, and why."""
+    return msgspec.structs.replace(
+        decision, status="cancelled", reasons=[*decision.reasons, f"cancelled: {reason}"]
+    )
+
+
+def decision_counts(decisions: Iterable[Decision]) -> dict[str, int]:
+    """Decisions by action, and how many were held out (the stats both stores report)."""
+    out = {f"decisions.{a}": 0 for a in ACTIONS}
+    held = 0
+    for decision in decisions:
+        out[f"decisions.{decision.action}"] += 1
+        held += decision.status == "held_out"
+    out["decisions.heldOut"] = held
+    return out
 
 
 def to_json(decision: Decision) -> dict[str, Any]:

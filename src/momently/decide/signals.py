@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Final
 
 from momently.moments.learned_places import zone_for
+from momently.predict import Predictions
 
 HOURS_PER_WEEK: Final = 168
 BASE_ENGAGE: Final = 0.05
@@ -54,9 +55,26 @@ class Signals:
     def neutral(cls) -> Signals:
         return cls()
 
+    @classmethod
+    def of(cls, predictions: Predictions) -> Signals:
+        """What the decision needs from the online models' predictions."""
+        return cls(
+            propensity=min(1.0, max(0.0, predictions.propensity)),
+            receptivity=predictions.receptivity.weekly(),
+            channel_affinity=dict(predictions.channels),
+            active_device=predictions.active_device,
+            fatigue=min(1.0, max(0.0, predictions.fatigue)),
+            next_need=tuple(predictions.next_categories),
+        )
+
     def engage_at(self, at_ms: int, tz: str | None) -> float:
         """P(engage) with a message arriving at ``at_ms`` (the customer's local hour)."""
         return self.receptivity[hour_of_week(at_ms, tz)]
 
     def affinity(self, channel_kind: str) -> float:
-        return self.channel_affinity.get(channel_kind, 0.5)
+        """The channel's P(engage) relative to the customer's average channel (1 = average)."""
+        if not self.channel_affinity:
+            return 1.0
+        mean = sum(self.channel_affinity.values()) / len(self.channel_affinity)
+        value = self.channel_affinity.get(channel_kind, mean)
+        return value / mean if mean > 0 else 1.0

@@ -45,6 +45,8 @@ ENGAGED: Final = frozenset(
 OPT_OUT: Final = frozenset({"Unsubscribed"})
 MAX_PENDING: Final = 50
 BANDIT_BITS: Final = 14
+BANDIT: Final = "decide.bandit"  # its name among the stored model snapshots
+BANDIT_VERSION: Final = f"linear-diagonal-{BANDIT_BITS}-1"
 
 
 class Pending(msgspec.Struct, array_like=True, frozen=True):
@@ -109,6 +111,25 @@ class Decider:
     @property
     def enabled(self) -> bool:
         return bool(self.spec.offers)
+
+    def may_answer(self, moment: Moment) -> bool:
+        """Whether any offer could fit a moment like this one (its kind and name)."""
+        return any(
+            (not o.target.kinds or moment.kind in o.target.kinds)
+            and (not o.target.moments or moment.name in o.target.moments)
+            for o in self.spec.offers
+        )
+
+    def snapshot(self) -> bytes:
+        """The bandit's state, to commit with the checkpoint."""
+        self.dirty = False
+        return self.bandit.to_bytes()
+
+    def restore(self, data: bytes | None) -> None:
+        """Start from a committed snapshot, or afresh (``None``)."""
+        self.bandit = new_bandit() if data is None else LinearBandit.from_bytes(data)
+        self.arbiter.relevance = BanditRelevance(self.bandit)
+        self.dirty = False
 
     def decide(
         self,

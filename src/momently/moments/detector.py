@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
+from momently.decide.step import DecideState
 from momently.events import Event
 from momently.moments import geo, geofence, routines
 from momently.moments.friction import SentimentScorer, assess_event
@@ -46,6 +47,7 @@ class CustomerState(msgspec.Struct, omit_defaults=True):
     interests: dict[str, int] = {}  # "product:ID" / "category:NAME" -> last seen ms
     topics: list[str] = []
     predict: PredictState = msgspec.field(default_factory=PredictState)  # the online models'
+    decide: DecideState = msgspec.field(default_factory=DecideState)  # contacts, pending
 
 
 _state_encoder = msgspec.msgpack.Encoder()

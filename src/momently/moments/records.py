@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from momently.decide.records import Decision
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 
@@ -41,6 +42,8 @@ class MomentBatch(msgspec.Struct, kw_only=True):
     world_events: dict[str, dict[str, Any]] = {}  # world event id -> its body
     checkpoint: int | None = None  # the last log seq this batch covers
     models: dict[str, ModelSnapshot] = {}  # population models as of ``checkpoint``, by name
+    decisions: list[Decision] = []  # one per moment decided in this step
+    cancelled: dict[str, str] = {}  # decision id -> why its planned send was called off
 
 
 class MomentQuery(msgspec.Struct, kw_only=True, frozen=True):

@@ -20,9 +20,12 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from momently.clock import Clock
+from momently.decide.records import Decision
+from momently.decide.signals import Signals
+from momently.decide.step import BANDIT, BANDIT_VERSION, Decider
 from momently.moments.audience import AudienceIndex
 from momently.moments.detector import (
     CustomerState,
@@ -33,7 +36,7 @@ from momently.moments.detector import (
 )
 from momently.moments.journey_stats import record_of
 from momently.moments.model import Moment
-from momently.moments.records import MomentBatch, StateRow
+from momently.moments.records import ModelSnapshot, MomentBatch, StateRow
 from momently.moments.world import WorldEvent
 from momently.predict import Predictions, Predictor
 from momently.state.profile import Profile
@@ -51,6 +54,14 @@ class WorldResult:
     duplicate: bool
 
 
+@dataclass(slots=True)
+class Decided:
+    """What one step decided: new decisions, and planned sends called off (id -> why)."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    cancelled: dict[str, str] = field(default_factory=dict)
+
+
 class MomentStage:
     """Single-threaded core of the stage; :class:`StageRunner` drives it in a thread."""
 
@@ -64,7 +75,9 @@ class MomentStage:
         step: int = 2_000,
         cache_size: int = 100_000,
         on_moments: Callable[[list[Moment]], None] | None = None,
+        on_decisions: Callable[[Decided], None] | None = None,
         predictor: Predictor | None = None,
+        decider: Decider | None = None,
     ) -> None:
         self.store = store
         self.moments = moments
@@ -75,13 +88,16 @@ class MomentStage:
         self._cache_size = cache_size
         self._timers: list[tuple[int, str]] = []
         self._on_moments = on_moments
+        self._on_decisions = on_decisions
+        self.decided = 0
         self.audience = AudienceIndex()
         self.cooled = 0
         self.failed = 0
         self.predict_failed = 0
         self.position = moments.checkpoint()
         self.predictor = predictor or Predictor()
-        self.predictor.restore(moments.model_snapshots())
+        self.decider = decider or Decider(detector.playbook.decide)
+        self._restore_models()
         self.event_time = self._last_event_time()
         for customer, row in moments.all_states():
             self._index(customer, decode_state(row.body))
@@ -90,6 +106,31 @@ class MomentStage:
         heapq.heapify(self._timers)
 
     # -- state ---------------------------------------------------------------
+
+    def _restore_models(self) -> None:
+        snapshots = self.moments.model_snapshots()
+        self.predictor.restore(snapshots)
+        bandit = snapshots.get(BANDIT)
+        if bandit is not None and bandit.version == BANDIT_VERSION:
+            self.decider.restore(bandit.body)
+        else:
+            self.decider.restore(None)
+
+    def _models(self) -> dict[str, ModelSnapshot]:
+        """The population models changed since the last commit, the bandit among them."""
+        snapshots = self.predictor.snapshot()
+        if self.decider.dirty:
+            snapshots[BANDIT] = ModelSnapshot(BANDIT_VERSION, self.decider.snapshot())
+        return snapshots
+
+    def _decide(
+        self, state: CustomerState, moments: list[Moment], profile: Profile | None, at: int
+    ) -> list[Decision]:
+        """Decisions for a customer's new moments, on the models' view at event time."""
+        if not moments or not self.decider.enabled:
+            return []
+        predictions = self.predictor.predictions(state.predict, profile, at)
+        return self.decider.decide(state.decide, moments, profile, Signals.of(predictions))
 
     def _last_event_time(self) -> int:
         """The event time of the last record processed: where event time stood at the
@@ -107,6 +148,9 @@ class MomentStage:
         """The customer's next timer: the detector's, or when the models' next label is
         due — an event time, turned into clock time by how far event time lags."""
         due = self.detector.next_due(state, profile, now)
+        pending = self.decider.next_due(state.decide)
+        if pending is not None:
+            due = pending if due is None else min(due, pending)
         label = self.predictor.next_due(state.predict)
         if label is None:
             return due
@@ -158,8 +202,10 @@ class MomentStage:
         checkpoint: int | None,
         dropped: list[str] | None = None,
         world: dict[str, dict[str, object]] | None = None,
+        decided: Decided | None = None,
     ) -> None:
         now = self.clock.now_ms()
+        decided = decided or Decided()
         profiles = self.store.profiles(sorted(states))
         rows: dict[str, StateRow] = {}
         for customer, state in states.items():
@@ -178,7 +224,9 @@ class MomentStage:
                 journeys=runs,
                 world_events=dict(world or {}),
                 checkpoint=checkpoint,
-                models=self.predictor.snapshot(),
+                models=self._models(),
+                decisions=decided.decisions,
+                cancelled=decided.cancelled,
             )
         )
         for customer, state in states.items():
@@ -188,6 +236,9 @@ class MomentStage:
             if due is not None:
                 heapq.heappush(self._timers, (due, customer))
         self.cooled += found.cooled
+        self.decided += len(decided.decisions)
+        if self._on_decisions is not None and (decided.decisions or decided.cancelled):
+            self._on_decisions(decided)
         if self._on_moments is not None and found.moments:
             self._on_moments(found.moments)
 
@@ -197,7 +248,7 @@ class MomentStage:
         """After a failed commit: forget what memory holds beyond the checkpoint."""
         self._cache.clear()
         self.position = self.moments.checkpoint()
-        self.predictor.restore(self.moments.model_snapshots())
+        self._restore_models()
         self.event_time = self._last_event_time()
 
     def catch_up(self, limit: int | None = None) -> int:
@@ -233,6 +284,7 @@ class MomentStage:
             self.audience.merge(loser, winner)
         profiles = self.store.profiles(sorted({owners[r.customer_id] for r in records}))
         found = Detection()
+        decided = Decided()
         touched: dict[str, CustomerState] = {}
         for record in records:
             customer = owners[record.customer_id]
@@ -258,7 +310,14 @@ class MomentStage:
             found.journeys.extend(step.journeys)
             found.cooled += step.cooled
             touched[customer] = state
-        self._commit(touched, found, records[-1].seq, dropped)
+            # Feedback first (an engagement, a purchase, an opt-out), then this event's
+            # moments are decided on what the customer just did.
+            outcome = self.decider.on_event(state.decide, record.event)
+            decided.cancelled.update(outcome.cancelled)
+            decided.decisions.extend(
+                self._decide(state, step.moments, profile, record.event.timestamp_ms)
+            )
+        self._commit(touched, found, records[-1].seq, dropped, decided=decided)
         self.position = records[-1].seq
 
     # -- timers ------------------------------------------------------------------
@@ -274,15 +333,19 @@ class MomentStage:
         states, _ = self._load(sorted(due))
         profiles = self.store.profiles(sorted(due))
         found = Detection()
+        decided = Decided()
         label_time = self._label_time(now)
         for customer in sorted(due):
-            self.predictor.on_time(customer, states[customer].predict, label_time)
-            step = self.detector.on_time(customer, states[customer], profiles.get(customer), now)
+            state, profile = states[customer], profiles.get(customer)
+            self.predictor.on_time(customer, state.predict, label_time)
+            step = self.detector.on_time(customer, state, profile, now)
             found.moments.extend(step.moments)
             found.journeys.extend(step.journeys)
             found.cooled += step.cooled
+            self.decider.on_time(state.decide, now)
+            decided.decisions.extend(self._decide(state, step.moments, profile, now))
         try:
-            self._commit(states, found, None)
+            self._commit(states, found, None, decided=decided)
         except BaseException:
             self._undo()
             for customer in due:  # try them again on the next tick
@@ -321,7 +384,17 @@ class MomentStage:
         found = Detection(moments=self.detector.world_moments(event, recipients, at))
         body = event.model_dump(mode="json")
         body["recipients"] = len(recipients)
-        self._commit({}, found, None, world={event.id: body})
+        decided = Decided()
+        states: dict[str, CustomerState] = {}
+        if found.moments and self.decider.may_answer(found.moments[0]):
+            states, _ = self._load(sorted({m.customer_id for m in found.moments}))
+            profiles = self.store.profiles(sorted(states))
+            for moment in found.moments:
+                customer = moment.customer_id
+                decided.decisions.extend(
+                    self._decide(states[customer], [moment], profiles.get(customer), at)
+                )
+        self._commit(states, found, None, world={event.id: body}, decided=decided)
         return WorldResult(event.id, len(recipients), duplicate=False)
 
 

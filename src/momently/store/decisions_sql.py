@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from momently.decide.records import Decision, DecisionQuery
+from momently.decide.records import Decision, DecisionQuery, cancelled_copy
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -44,6 +44,19 @@ def write(conn: sqlite3.Connection, decisions: Sequence[Decision]) -> None:
             for d in decisions
         ],
     )  # fmt: skip
+
+
+def cancel(conn: sqlite3.Connection, cancelled: dict[str, str]) -> None:
+    """Mark planned sends called off, with the reason, inside the caller's transaction."""
+    for decision_id, reason in sorted(cancelled.items()):
+        found = by_id(conn, decision_id)
+        if found is None or found.status == "cancelled":
+            continue
+        changed = cancelled_copy(found, reason)
+        conn.execute(
+            "UPDATE decisions SET status = ?, body = ? WHERE decision_id = ?",
+            (changed.status, _encoder.encode(changed), decision_id),
+        )
 
 
 def query(conn: sqlite3.Connection, q: DecisionQuery) -> list[Decision]:

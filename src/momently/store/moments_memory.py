@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from momently.decide.records import Decision, DecisionQuery, cancelled_copy, decision_counts
+from momently.decide.records import matches as decision_matches
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
@@ -31,6 +33,7 @@ class MemoryMomentStore:
         self._journeys: dict[tuple[str, str, int], JourneyRecord] = {}
         self._world: dict[str, dict[str, Any]] = {}
         self._models: dict[str, ModelSnapshot] = {}
+        self._decisions: dict[str, Decision] = {}
         self._checkpoint = 0
 
     @classmethod
@@ -48,6 +51,12 @@ class MemoryMomentStore:
         for event_id, body in batch.world_events.items():
             self._world.setdefault(event_id, body)
         self._models.update(batch.models)
+        for decision in batch.decisions:
+            self._decisions.setdefault(decision.decision_id, decision)
+        for decision_id, reason in batch.cancelled.items():
+            found = self._decisions.get(decision_id)
+            if found is not None and found.status != "cancelled":
+                self._decisions[decision_id] = cancelled_copy(found, reason)
         if batch.checkpoint is not None:
             self._checkpoint = max(self._checkpoint, batch.checkpoint)
 
@@ -78,6 +87,14 @@ class MemoryMomentStore:
     def world_event(self, event_id: str) -> dict[str, Any] | None:
         return self._world.get(event_id)
 
+    def decisions(self, query: DecisionQuery) -> list[Decision]:
+        found = [d for d in self._decisions.values() if decision_matches(d, query)]
+        found.sort(key=lambda d: (d.at_ms, d.decision_id), reverse=True)
+        return found[: query.limit]
+
+    def decision(self, decision_id: str) -> Decision | None:
+        return self._decisions.get(decision_id)
+
     def model_snapshots(self) -> dict[str, ModelSnapshot]:
         return dict(sorted(self._models.items()))
 
@@ -87,6 +104,7 @@ class MemoryMomentStore:
             "customerStates": len(self._states),
             "journeyRuns": len(self._journeys),
             "worldEvents": len(self._world),
+            **decision_counts(self._decisions.values()),
             "checkpoint": self._checkpoint,
         }
 

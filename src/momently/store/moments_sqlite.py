@@ -18,10 +18,12 @@ from urllib.parse import parse_qs, urlparse
 
 import msgspec
 
+from momently.decide.records import Decision, DecisionQuery
 from momently.errors import ConfigError
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
+from momently.store import decisions_sql
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -62,6 +64,7 @@ class SqliteMomentStore:
         self._lock = threading.Lock()
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        self._writer.executescript(decisions_sql.SCHEMA)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteMomentStore:
@@ -121,6 +124,8 @@ class SqliteMomentStore:
                 "INSERT OR REPLACE INTO models (name, version, body) VALUES (?,?,?)",
                 [(name, snap.version, snap.body) for name, snap in batch.models.items()],
             )
+            decisions_sql.write(conn, batch.decisions)
+            decisions_sql.cancel(conn, batch.cancelled)
             if batch.checkpoint is not None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('checkpoint', ?)"
@@ -216,6 +221,12 @@ class SqliteMomentStore:
         rows = self._reader.execute("SELECT name, version, body FROM models ORDER BY name")
         return {str(name): ModelSnapshot(str(version), bytes(body)) for name, version, body in rows}
 
+    def decisions(self, query: DecisionQuery) -> list[Decision]:
+        return decisions_sql.query(self._reader, query)
+
+    def decision(self, decision_id: str) -> Decision | None:
+        return decisions_sql.by_id(self._reader, decision_id)
+
     def moment_stats(self) -> dict[str, int]:
         conn = self._reader
         counts = {
@@ -227,6 +238,7 @@ class SqliteMomentStore:
                 ("worldEvents", "world_events"),
             )
         }
+        counts.update(decisions_sql.counts(conn))
         counts["checkpoint"] = self.checkpoint()
         return counts
 

@@ -25,6 +25,7 @@ from momently.runtime.writer import Writer
 from momently.store import open_moment_store, open_store
 from momently.types import MomentStore, Store
 from momently.web.admin import admin_router
+from momently.web.decisions_api import decisions_router
 from momently.web.models_api import models_router
 from momently.web.moments_api import moments_router
 
@@ -140,4 +141,5 @@ def create_app(
     app.include_router(admin_router(store, writer, settings.admin_key))
     app.include_router(moments_router(store, moment_store, runner, playbook, settings.admin_key))
     app.include_router(models_router(store, runner, settings.admin_key))
+    app.include_router(decisions_router(store, moment_store, settings.admin_key))
     return app
