@@ -129,19 +129,21 @@ def _contact(cid: str, per_day: int, days: int, quits_after: int | None) -> list
 
 def test_customers_who_quit_under_pressure_raise_fatigue_for_others_under_pressure() -> None:
     calm = [e for c in range(20) for e in _contact(f"calm{c}", 1, 20, None)]
-    before, before_states = run(calm, {}, until=START + 25 * DAY)
-    pressured = [e for c in range(20) for e in _contact(f"hot{c}", 6, 20, 6 * 3 + c % 4)]
-    after, states = run(calm + pressured, {}, until=START + 25 * DAY)
-    # One more message to someone who just had five today, against someone who had one.
-    heavy = PredictState()
-    light = PredictState()
-    probe = _contact("probe", 5, 1, None)
-    replay(after, probe, {}, {"probe": heavy})
-    replay(after, _contact("probe", 1, 1, None), {}, {"probe": light})
-    at = START + DAY - 2 * HOUR
-    risk = after.predictions(heavy, None, at).fatigue
-    assert risk > 2 * after.predictions(light, None, at).fatigue
-    assert risk > 2 * before.predictions(heavy, None, at).fatigue
+    # Six messages a day; each of these quits after 18 to 21 of them.
+    quit = [e for c in range(20) for e in _contact(f"hot{c}", 6, 4, 6 * 3 + c % 4)]
+    before, _ = run(calm, {}, until=START + 25 * DAY)
+    after, _ = run(calm + quit, {}, until=START + 25 * DAY)
+    at = START + DAY + 19 * HOUR  # after a second day of it
+
+    def risk(model: Predictor, per_day: int) -> float:
+        state = PredictState()
+        replay(model, _contact("probe", per_day, 2, None), {}, {"probe": state})
+        return model.predictions(state, None, at).fatigue
+
+    pressed = risk(after, 6)
+    assert pressed > 0.5
+    assert pressed > 10 * risk(before, 6)  # the quitters raised it
+    assert pressed > 10 * risk(after, 1)  # for those under pressure, not for everyone
     report = {r.name: r for r in after.metrics()}["fatigue"]
     assert report.metrics["rocAuc"] > 0.7
 

@@ -7,9 +7,10 @@ it is learned — positive or negative — once event time has passed
 
 Positives are held until then rather than learned on arrival: otherwise the
 model would see the positives of the last ``horizon`` before the negatives of
-the same moments, and overstate the rate (on the synthetic population,
-holding them cut fatigue's log loss from 0.44 to 0.23 and propensity's from
-0.46 to 0.39). Snapshots are learned in the order they were taken.
+the same moments, and overstate the rate (on the synthetic population of
+1,500 customers, holding them cut the prequential log loss of fatigue from
+0.237 to 0.175 and of propensity from 0.393 to 0.366). Snapshots are learned
+in the order they were taken.
 
 The features are stored as float32 (half the bytes of msgpack's float64): a
 snapshot is one timestamp, one prediction and a short byte string.

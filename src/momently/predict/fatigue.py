@@ -27,10 +27,9 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from river import compose, linear_model, optim, preprocessing
-
 from momently.predict.decay import bump, read
 from momently.predict.delayed import expired, mark
+from momently.predict.linear import logistic
 from momently.predict.settings import DAY, HOUR, PredictSettings
 from momently.predict.state import Contact, PredictState, Snapshot
 from momently.predict.types import Features, OnlineClassifier
@@ -52,13 +51,8 @@ FEATURES: Final = (
 
 
 def fatigue_model() -> OnlineClassifier:
-    """A fresh population model, built as
-    :func:`momently.predict.propensity.propensity_model` (and for the same reasons)."""
-    model: OnlineClassifier = compose.Pipeline(
-        preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.1), intercept_lr=0.05),
-    )
-    return model
+    """A fresh population model (see :mod:`momently.predict.linear`)."""
+    return logistic()
 
 
 def features(contact: Contact, now: int) -> Features:

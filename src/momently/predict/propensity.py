@@ -21,10 +21,9 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from river import compose, linear_model, optim, preprocessing
-
 from momently.predict.decay import bump, read
 from momently.predict.delayed import expired, mark
+from momently.predict.linear import logistic
 from momently.predict.settings import DAY, HOUR, PredictSettings
 from momently.predict.signals import ACTIVITIES, Signal
 from momently.predict.state import Activity, PredictState, Snapshot
@@ -49,19 +48,8 @@ _INTENT: Final = frozenset({"add", "checkout"})
 
 
 def propensity_model() -> OnlineClassifier:
-    """A fresh population model: river's standard scaler, then logistic regression.
-
-    AdaGrad steps, and an intercept that learns faster than river's default: a
-    new brand starts with no data, and on a few hundred labels this learned what
-    the plain SGD or unscaled AdaGrad models took thousands for (see
-    ``test_customers_who_quit_under_pressure...``), within 0.02 of their log
-    loss on a long stream.
-    """
-    model: OnlineClassifier = compose.Pipeline(
-        preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.1), intercept_lr=0.05),
-    )
-    return model
+    """A fresh population model (see :mod:`momently.predict.linear`)."""
+    return logistic()
 
 
 def observe(activity: Activity, signal: Signal, ts: int, settings: PredictSettings) -> None:

@@ -112,7 +112,8 @@ def _offset(timezone: str, at: int) -> int:
 def _customer(rng: random.Random, cid: str, truth: Truth, days: int) -> list[Event]:
     events: list[Event] = []
     sent: list[int] = []
-    for day in range(days):
+    joined = rng.randrange(0, max(1, days // 3))  # customers arrive over time, not all at once
+    for day in range(joined, days):
         day_start = START + day * DAY
         offset = _offset(truth.timezone, day_start + 12 * HOUR)  # daylight saving moves it
         if rng.random() < 0.6:  # a session, mostly at their hour
