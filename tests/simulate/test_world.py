@@ -106,3 +106,26 @@ def test_a_world_may_start_at_any_moment() -> None:
     assert stamps and min(stamps) >= start
     later = [e for e in _events(50, 2) if e["timestamp"] >= iso(start)]
     assert len(stamps) > 0.6 * len([e for e in later if e["timestamp"] < iso(start + DAY)])
+
+
+def test_events_between_skips_what_came_before() -> None:
+    whole = _events(30, 1)
+    world = World(Population(30, seed=5))
+    tail = list(world.events_between(START + 12 * HOUR, START + DAY))
+    assert tail == [e for e in whole if e["timestamp"] >= iso(START + 12 * HOUR)]
+
+
+def test_people_go_where_the_playbook_places_are() -> None:
+    world = World(Population(400, seed=3))
+    places = world.catalog.place
+    seen: set[str] = set()
+    for message in world.events_until(START + 7 * DAY):
+        where = message.get("context", {}).get("location")
+        if where is None:
+            continue
+        for place in places.values():
+            dy = (where["latitude"] - place.lat) * 111_320
+            dx = (where["longitude"] - place.lon) * 69_400
+            if dx * dx + dy * dy <= place.radius_m**2:
+                seen.add(place.id)
+    assert {"store-12", "store-7", "station-kx", "mall-west"} <= seen

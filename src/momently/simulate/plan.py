@@ -83,6 +83,8 @@ class Planner:
             self.travel.commute(out, r, c, st, leave, outward=True)
             back = start + c.back_min * MINUTE + int(r.gauss(0, 12) * MINUTE)
             self.travel.commute(out, r, c, st, back, outward=False)
+        elif weekday(day) >= 5 and r.random() < 0.4:
+            self.travel.mall_trip(out, r, c, st, start + int((10.5 + 5 * r.random()) * HOUR))
         sessions = min(8, _poisson(r, c.sessions * (1.2 if weekday(day) >= 5 else 1.0)))
         times = sorted(self._session_time(r, c, start) for _ in range(sessions))
         for t in times:

@@ -1,8 +1,9 @@
-"""Getting about: GPS fixes on the way to work, and the walk past the doughnut store.
+"""Getting about: GPS fixes on the way to work, past the doughnut store, and to the mall.
 
 A commute that goes past a playbook place ends in a short walk straight
 through it, with fixes every minute or so, so its geofence sees an enter;
 a craving may stop the customer inside, where the store's beacon is seen.
+Someone who wants clothes may spend a weekend hour at the mall.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Travel:
         self.catalog = catalog
         self.doughnut = NEEDS["doughnut"]
         self.store = catalog.place.get("store-12")
+        self.fashion = NEEDS["fashion"]
+        self.mall = catalog.place.get("mall-west")
 
     def commute(
         self, out: list[Any], r: random.Random, c: Customer, st: State, t: int, outward: bool
@@ -48,6 +51,37 @@ class Travel:
             legs = [(c.home, c.via, TRANSIT), (c.via, c.work, WALK)]
         if not outward:
             legs = [(b, a, v) for a, b, v in reversed(legs)]
+        self._go(out, r, c, st, legs, t)
+
+    def mall_trip(self, out: list[Any], r: random.Random, c: Customer, st: State, t: int) -> None:
+        """A weekend trip to the mall from ``t`` while wanting clothes; perhaps a purchase."""
+        mall = self.mall
+        if mall is None or c.timezone != "Europe/London":
+            return
+        need = next((n for n in reversed(st.needs) if n.spec is self.fashion and n.live(t)), None)
+        if need is None:
+            return
+        there = (mall.lat, mall.lon)
+        t = self._go(out, r, c, st, [(c.home, there, TRANSIT)], t)
+        stay = int((30 + 50 * r.random()) * MINUTE)
+        if c.locates:
+            for s in range(0, stay, 4 * MINUTE):
+                out.append((t + s + SECOND, m.PING, at(mall.lat, mall.lon, r, 60.0), None))
+        if r.random() < 0.5:
+            order = (0, need.product, "in-store", mall.id)
+            out.append((t + int(stay * (0.4 + 0.5 * r.random())), m.ORDER, order, need))
+        self._go(out, r, c, st, [(there, c.home, TRANSIT)], t + stay)
+
+    def _go(
+        self,
+        out: list[Any],
+        r: random.Random,
+        c: Customer,
+        st: State,
+        legs: list[tuple[tuple[float, float], tuple[float, float], float]],
+        t: int,
+    ) -> int:
+        """Travel the legs from ``t``, a fix every few minutes (every minute on foot)."""
         cos = math.cos(math.radians(c.home[0]))
         rand, ping = r.random, m.PING
         for a, b, speed in legs:
@@ -73,6 +107,7 @@ class Travel:
                     )
                     out.append((t + stop + elapsed, ping, fix, None))
             t += duration + stop
+        return t
 
     def _past_store(self, out: list[Any], r: random.Random, c: Customer, st: State, t: int) -> int:
         """Walk past the doughnut store at ``t``; a craving may stop them. Returns the stop."""

@@ -115,6 +115,12 @@ class World:
         for _, message in self.timed_until(end_ms):
             yield message
 
+    def events_between(self, start_ms: int, end_ms: int) -> Iterator[Message]:
+        """The events from ``start_ms`` up to ``end_ms``; earlier ones still happen, unseen."""
+        for ms, message in self.timed_until(end_ms):
+            if ms >= start_ms:
+                yield message
+
     def deliver(self, send: Send) -> Response:
         """Put ``send`` in front of its customer; their answer joins the stream."""
         index = self.population.index_of(send.customer)
