@@ -4,8 +4,11 @@ BIN := $(VENV)/bin
 WRITE_KEY ?= dev-write-key
 ADMIN_KEY ?= dev-admin-key
 PORT ?= 8000
+# Debian packages the tests need: Chromium for the in-app and dashboard browser tests.
+DEBIAN_PACKAGES := chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup serve test lint bench clean
+.PHONY: setup system serve test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +17,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+system:
+	@command -v chromium >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); }
 
 serve: setup
 	$(BIN)/momently serve --host 127.0.0.1 --port $(PORT) --data-dir data \
@@ -24,7 +32,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint system
 	$(BIN)/pytest
 
 bench: setup

@@ -163,7 +163,7 @@ def run_baseline(
         mine = contacts.setdefault(moment.customer_id, Contacts())
         t0 = time.perf_counter_ns()
         for offer in by_kind[moment.kind][:1]:
-            channel = spec.channel(next(iter(offer.messages)))
+            channel = spec.channel(offer.channels[0])
             refusal = check_send(
                 channel=channel, offer=offer, profile=profile, contacts=mine,
                 at_ms=moment.at_ms, caps=list(spec.caps), quiet=spec.quiet_hours,

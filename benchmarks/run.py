@@ -4,7 +4,7 @@ Each benchmark module has a ``main(argv) -> int`` that measures, prints its
 figures with the ratios against a baseline measured in the same run, and
 returns non-zero only when it could not measure. Names pick some of them
 (``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
-``ope``, ``bandit``); none runs all.
+``ope``, ``bandit``, ``deliver``); none runs all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ("ingest", "moments", "intent", "friction", "world", "decide", "ope", "bandit")
+BENCHMARKS = (
+    "ingest",
+    "moments",
+    "intent",
+    "friction",
+    "world",
+    "decide",
+    "ope",
+    "bandit",
+    "deliver",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

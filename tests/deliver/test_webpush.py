@@ -6,13 +6,13 @@ import base64
 import json
 import os
 
-import http_ece  # type: ignore[import-untyped]
+import http_ece
 import msgspec
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from py_vapid import Vapid02  # type: ignore[import-untyped]
+from py_vapid import Vapid02
 
 from momently.clock import FakeClock
 from momently.deliver.channels.webpush import WebPushChannel, WebPushSettings, topic

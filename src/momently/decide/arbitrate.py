@@ -361,7 +361,7 @@ class _Search:
 
     def _channels(self, offer: OfferSpec) -> list[tuple[ChannelSpec, str]]:
         """Channels to try for the offer (its own, or their fallbacks), and why each."""
-        key = (offer.purpose, *offer.messages)
+        key = (offer.purpose, *offer.channels)
         known = self._tried.get(key)
         if known is None:
             known = self._tried[key] = self._find_channels(offer)
@@ -370,7 +370,7 @@ class _Search:
     def _find_channels(self, offer: OfferSpec) -> list[tuple[ChannelSpec, str]]:
         tried: list[tuple[ChannelSpec, str]] = []
         seen: set[str] = set()
-        for name in offer.messages:
+        for name in offer.channels:
             channel: ChannelSpec | None = self.arbiter.channels[name]
             reason = "has a message"
             while channel is not None and channel.name not in seen:

@@ -116,13 +116,25 @@ class Message(SpecModel):
     url: str | None = Field(None, max_length=2000)
 
 
+def channel_of(message_key: str) -> str:
+    """The channel of a message key: ``email``, or ``email@fr`` for a locale variant."""
+    return message_key.partition("@")[0]
+
+
 class OfferSpec(SpecModel):
     """An action momently may take on a moment, with what it is worth."""
 
     id: str = Field(min_length=1, max_length=64)
     title: str = ""
     target: OfferTarget = Field(OfferTarget(), alias="for")
-    messages: dict[str, Message] = Field(description="channel name -> message")
+    messages: dict[str, Message] = Field(
+        description="channel name -> message; `channel@locale` (email@fr) for a locale variant"
+    )
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels the offer has a message for, each once, in order."""
+        return tuple(dict.fromkeys(channel_of(k) for k in self.messages))
     value: float = Field(1.0, ge=0, description="value of a conversion it brings")
     cost: float = Field(0.0, ge=0, description="cost of making the offer (a discount)")
     priority: float = Field(1.0, gt=0, description="business lever multiplying the score")
@@ -181,8 +193,8 @@ class DecideSpec(SpecModel):
             raise ValueError("offer id used more than once")
         for offer in self.offers:
             for name in offer.messages:
-                if name not in known:
-                    raise ValueError(f"offer {offer.id}: no channel named {name!r}")
+                if channel_of(name) not in known:
+                    raise ValueError(f"offer {offer.id}: no channel named {channel_of(name)!r}")
             for cap in offer.caps:
                 if cap.channel is not None and cap.channel not in known:
                     raise ValueError(f"offer {offer.id}: cap on unknown channel {cap.channel!r}")

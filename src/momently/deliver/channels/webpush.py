@@ -20,8 +20,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
-from py_vapid import Vapid02  # type: ignore[import-untyped]
-from pywebpush import WebPusher  # type: ignore[import-untyped]
+from py_vapid import Vapid02
+from pywebpush import WebPusher
 from urllib3.exceptions import NewConnectionError
 
 from momently.clock import Clock
