@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Final
 
 from river import base
@@ -97,6 +98,17 @@ class ChannelAffinity(base.Classifier):
     def predict_proba_one(self, x: Features, **kwargs: Any) -> dict[ClfTarget, float]:
         p = self.rate(x.get("channel"), _count(x, "sent"), _count(x, "engaged"))
         return {False: 1.0 - p, True: p}
+
+    def rates(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float]:
+        """P(engage) on every channel for a customer with these (sent, engaged) counts."""
+        g, s_pop, s = self.global_rate(), self.population_strength, self.customer_strength
+        found = {}
+        for channel in CHANNELS:
+            n, k = self.trials.get(channel, 0.0), self.wins.get(channel, 0.0)
+            prior = (k + s_pop * g) / (n + s_pop)
+            sent, engaged = counts.get(channel, (0, 0))
+            found[channel] = (min(engaged, sent) + s * prior) / (sent + s)
+        return found
 
     def rate(self, channel: object, sent: float, engaged: float) -> float:
         """P(engage) on ``channel`` for a customer with ``engaged`` of ``sent`` answered."""

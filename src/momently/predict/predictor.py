@@ -169,10 +169,14 @@ class Predictor:
         self, state: PredictState, until: int, conversion: int | None, optout: int | None
     ) -> None:
         s = self.settings
-        for snap, y in propensity.labels(state, conversion, until, s):
-            self._learn_snapshot("propensity", propensity.FEATURES, snap, y)
-        for snap, y in fatigue.labels(state, optout, until, s):
-            self._learn_snapshot("fatigue", fatigue.FEATURES, snap, y)
+        snaps = state.snapshots
+        if snaps and (conversion is not None or snaps[0].at + s.horizon_ms < until):
+            for snap, y in propensity.labels(state, conversion, until, s):
+                self._learn_snapshot("propensity", propensity.FEATURES, snap, y)
+        pending = state.contact.pending
+        if pending and (optout is not None or pending[0].at + s.fatigue_horizon_ms < until):
+            for snap, y in fatigue.labels(state, optout, until, s):
+                self._learn_snapshot("fatigue", fatigue.FEATURES, snap, y)
         if state.exposures:
             self._resolve(state, expire(state, until, s), organic=False)
 
@@ -256,9 +260,7 @@ class Predictor:
             receptivity.day_strength,
             receptivity.hour_strength,
         )
-        affinity = cast(ChannelAffinity, pop.model("channel")).rate
-        counts = state.channels
-        channels = {c: affinity(c, *counts.get(c, (0, 0))) for c in CHANNELS}
+        channels = cast(ChannelAffinity, pop.model("channel")).rates(state.channels)
         return Predictions(
             at_ms=now_ms,
             propensity=_p(

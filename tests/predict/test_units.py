@@ -1,0 +1,207 @@
+"""The predict package piece by piece: vocabulary, decay, time zones, bounds, settings."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pickle
+import pkgutil
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import momently.predict
+from momently.errors import ConfigError
+from momently.events import Event, from_ms
+from momently.moments.records import ModelSnapshot
+from momently.predict import Predictor, PredictSettings, PredictState
+from momently.predict.affinity import ChannelAffinity
+from momently.predict.decay import bump, read
+from momently.predict.next_need import NextNeed, in_top_k, top_k
+from momently.predict.population import Population
+from momently.predict.receptivity import Receptivity, ReceptivityCurve, hour_of_week
+from momently.predict.settings import DAY, HOUR, MINUTE
+from momently.predict.signals import CHANNELS, read_signal
+from momently.predict.synthetic import START, event
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(momently.predict.__path__))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    module = importlib.import_module(f"momently.predict.{name}")
+    failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failed == 0
+
+
+def _raw(kind: str, **fields: object) -> Event:
+    return Event(
+        message_id="m",
+        type=kind,
+        timestamp=from_ms(0),
+        received_at=from_ms(0),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_the_vocabulary() -> None:
+    assert read_signal(event("Email Delivered", 0, "c"), "Order Completed").kind == "exposure"
+    generic = event("Message Delivered", 0, "c", properties={"channel": "Web-Push"})
+    assert read_signal(generic, "Order Completed").channel == "web_push"
+    unknown = event("Message Delivered", 0, "c", properties={"channel": "pigeon"})
+    assert read_signal(unknown, "Order Completed").kind == "system"
+    assert read_signal(event("Unsubscribed", 0, "c"), "Order Completed").kind == "optout"
+    assert read_signal(event("Location Updated", 0, "c"), "Order Completed").kind == "system"
+    assert read_signal(event("Order Completed", 0, "c"), "Order Completed").kind == "conversion"
+    assert read_signal(event("Order Completed", 0, "c"), "Subscription Started").kind == "action"
+    opened = read_signal(event("Application Opened", 0, "c", device="d9"), "Order Completed")
+    assert (opened.kind, opened.channel, opened.device) == ("engagement", None, "d9")
+    viewed = event("Product Viewed", 0, "c", properties={"category": " shoes "})
+    assert (read_signal(viewed, "x").activity, read_signal(viewed, "x").category) == (
+        "view",
+        "shoes",
+    )
+    page = read_signal(_raw("page", name="Home"), "Order Completed")
+    assert (page.touchpoint, page.device, page.activity) == ("Page Viewed", "web", "view")
+    assert read_signal(_raw("identify", traits={"a": 1}), "Order Completed").kind == "system"
+    long = read_signal(event("x" * 500, 0, "c"), "Order Completed")
+    assert long.touchpoint is not None and len(long.touchpoint) == 64
+
+
+@given(st.lists(st.integers(0, 10 * DAY), min_size=1, max_size=30), st.randoms())
+def test_decayed_counts_do_not_depend_on_arrival_order(times: list[int], rng: object) -> None:
+    taus = (float(HOUR), float(DAY))
+    ordered: list[float] = []
+    at = 0
+    for t in sorted(times):
+        at = bump(ordered, at, t, taus, 1)
+    shuffled = list(times)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    mixed: list[float] = []
+    at2 = 0
+    for t in shuffled:
+        at2 = bump(mixed, at2, t, taus, 1)
+    later = 11 * DAY
+    assert read(mixed, at2, later, taus) == pytest.approx(read(ordered, at, later, taus))
+
+
+ZONES = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Adelaide"]
+
+
+@given(st.integers(1_700_000_000_000, 1_900_000_000_000), st.sampled_from(ZONES))
+def test_hour_of_week_is_the_local_hour_across_daylight_saving(ms: int, tz: str) -> None:
+    local = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(ZoneInfo(tz))
+    assert hour_of_week(ms, tz) == local.weekday() * 24 + local.hour
+
+
+def test_an_unknown_time_zone_is_utc() -> None:
+    assert hour_of_week(START, "Mars/Olympus_Mons") == hour_of_week(START, "UTC")
+    assert hour_of_week(START, None) == hour_of_week(START, "UTC")
+
+
+def test_best_time_lands_on_a_local_whole_hour_in_a_half_hour_zone() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    counts = {d * 24 + 20: (5, 5) for d in range(7)}
+    curve = ReceptivityCurve("Asia/Kolkata", counts, Receptivity().population(), 4.0, 2.0)
+    best = curve.best_time(START + 7 * MINUTE, START + DAY)
+    local = datetime.fromtimestamp(best / 1000, tz=kolkata)
+    assert (local.hour, local.minute, local.second) == (20, 0, 0)
+    assert curve.best_time(START, START + 30 * MINUTE) == START  # no whole hour inside
+    assert len(curve.weekly()) == 168 and len(curve.daily()) == 24
+    assert curve.weekly()[20] == pytest.approx(curve.hour_rate(20))
+
+
+def test_channel_rates_at_once_match_one_at_a_time() -> None:
+    model = ChannelAffinity()
+    for i in range(50):
+        model.learn_one({"channel": CHANNELS[i % 5]}, i % 3 == 0)
+    counts = {"push": (10, 7), "email": (4, 0)}
+    rates = model.rates(counts)
+    for channel in CHANNELS:
+        sent, engaged = counts.get(channel, (0, 0))
+        assert rates[channel] == pytest.approx(model.rate(channel, sent, engaged))
+    model.learn_one({"channel": "carrier-pigeon"}, True)  # not a channel: not learned
+    assert "carrier-pigeon" not in model.trials
+
+
+def test_next_need_stays_bounded() -> None:
+    model = NextNeed(max_tokens=20, max_contexts=30, max_successors=4)
+    for i in range(2_000):
+        model.learn_one({"last": f"t{i % 50}", "prev": f"t{(i * 7) % 50}"}, f"t{(i * 3) % 50}")
+    assert len(model.counts) <= 20
+    assert len(model.successors) <= 30
+    assert all(len(s) <= 4 for s in model.successors.values())
+    scores = model.scores("t1", "t7", {"t2": 1.0})
+    ranked = [t for t, _ in top_k(scores, 3)]
+    assert all(in_top_k(scores, t, 3) == (t in ranked) for t in scores)
+
+
+kinds = st.sampled_from(
+    [
+        "Product Viewed",
+        "Product Added",
+        "Order Completed",
+        "Email Delivered",
+        "Push Notification Received",
+        "Email Opened",
+        "Application Opened",
+        "Unsubscribed",
+    ]
+)
+
+
+@given(st.lists(st.tuples(kinds, st.integers(0, 3 * HOUR), st.integers(0, 20)), max_size=300))
+def test_customer_state_stays_bounded(steps: list[tuple[str, int, int]]) -> None:
+    predictor = Predictor()
+    state = PredictState()
+    s = predictor.settings
+    at = START
+    for name, gap, device in steps:
+        at += gap
+        cat = {"category": f"cat{device}"}
+        predictor.on_event(
+            "c", state, event(name, at, "c", properties=cat, device=f"d{device}"), None
+        )
+    assert len(state.snapshots) <= s.max_snapshots
+    assert len(state.contact.pending) <= s.max_fatigue_snapshots
+    assert len(state.exposures) <= s.max_exposures
+    assert len(state.devices) <= s.max_devices
+    assert len(state.touchpoints) <= s.history and len(state.categories) <= s.history
+    assert len(state.hours) <= 168 and set(state.channels) <= set(CHANNELS)
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=PredictState) == state
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ConfigError, match="horizon_ms"):
+        PredictSettings(horizon_ms=-1)
+    with pytest.raises(ConfigError, match="conversion_event"):
+        PredictSettings(conversion_event="")
+    with pytest.raises(ConfigError, match="response_window_ms"):
+        PredictSettings(response_window_ms=2 * DAY, attribution_window_ms=DAY)
+
+
+def test_a_custom_conversion_event_and_horizon_change_the_version() -> None:
+    default = Population(PredictSettings()).versions
+    custom = Population(PredictSettings(conversion_event="Trial Started")).versions
+    assert default["propensity"] != custom["propensity"]
+    assert default["receptivity"] == custom["receptivity"]
+
+
+def test_restore_skips_what_it_cannot_use() -> None:
+    population = Population(PredictSettings())
+    good = population.snapshot(everything=True)
+    assert set(good) == set(population.slots)
+    fresh = Population(PredictSettings())
+    restored = fresh.restore(
+        {
+            **good,
+            "propensity": ModelSnapshot(good["propensity"].version, b"not a pickle"),
+            "fatigue": ModelSnapshot(good["fatigue"].version, pickle.dumps("not a slot")),
+            "unknown": ModelSnapshot("unknown/v1", b""),
+        }
+    )
+    assert sorted(restored) == sorted(set(good) - {"propensity", "fatigue"})
