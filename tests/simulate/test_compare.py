@@ -143,3 +143,22 @@ def test_a_run_is_deterministic() -> None:
         second.opt_outs,
     )
     assert (first.orders == second.orders).all() and first.conversion == second.conversion
+
+
+class SeesAll(EventTriggers):
+    """Event triggers shown every event: what they do must not change."""
+
+    wants = None  # type: ignore[assignment]
+
+
+def test_showing_a_policy_less_changes_nothing_but_speed() -> None:
+    people = Population(120, seed=31)
+    narrow = run_policy(EventTriggers(), World(people), days=2)
+    wide = run_policy(SeesAll(), World(people), days=2)
+    assert narrow.seen < wide.seen == wide.events == narrow.events
+    assert (narrow.delivered, narrow.conversions, narrow.revenue, narrow.opt_outs) == (
+        wide.delivered,
+        wide.conversions,
+        wide.revenue,
+        wide.opt_outs,
+    )

@@ -73,6 +73,7 @@ class NoMessages:
     """Sends nothing."""
 
     name = "no-messages"
+    wants: frozenset[str] = frozenset()
 
     def on_event(self, event: Message) -> Sequence[Send]:
         return ()
@@ -85,6 +86,7 @@ class BatchAndBlast:
     """The daily campaign email at ``hour`` local time to everyone subscribed."""
 
     name = "batch-and-blast"
+    wants = frozenset({"identify", "Unsubscribed"})
 
     def __init__(self, hour: int = 10, campaigns: Sequence[tuple[str, str]] = CAMPAIGNS) -> None:
         self.hour = hour
@@ -127,6 +129,17 @@ class EventTriggers:
     """Send at once on a search or an hour after an abandoned basket."""
 
     name = "event-triggers"
+    # A push token comes with the login (identify) on the device that has it.
+    wants = frozenset(
+        {
+            "identify",
+            "Products Searched",
+            "Product Added",
+            "Checkout Started",
+            "Order Completed",
+            "Unsubscribed",
+        }
+    )
 
     def __init__(self, basket_after_ms: int = HOUR) -> None:
         self.basket_after_ms = basket_after_ms
@@ -183,6 +196,10 @@ class Oracle:
     receptive hour on the customer's best channel, and never past their tolerance."""
 
     name = "oracle"
+    # Its cue to look at a customer's needs: something they do.
+    wants = frozenset(
+        {"Application Opened", "Products Searched", "page", "Social Post", "Support Message"}
+    )
 
     def __init__(self, world: World) -> None:
         self.world = world

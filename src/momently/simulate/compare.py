@@ -41,7 +41,8 @@ class RunResult:
     customers: int
     days: int
     holdout_share: float
-    events: int
+    events: int  # everything that happened
+    seen: int  # events the policy was shown (see Policy.wants)
     requested: int  # sends the policy asked for
     delivered: int  # messages that reached a treated customer
     held_out: int  # sends withheld from held-out customers
@@ -104,12 +105,14 @@ def run_policy(
                 heapq.heappush(queue, (send.send_at, counts["requested"], send))
 
     next_tick = start + tick_ms
-    events = 0
+    wants: frozenset[str] | None = getattr(policy, "wants", None)
+    happened = world.emitted
+    seen = 0
     while True:
         boundary = min(next_tick, queue[0][0] if queue else end, end)
         interrupted = False
-        for ms, message in world.timed_until(boundary):
-            events += 1
+        for ms, message in world.timed_until(boundary, wants):
+            seen += 1
             sends = policy.on_event(message)
             if sends:
                 take(sends, ms)
@@ -133,7 +136,8 @@ def run_policy(
         customers=len(people),
         days=days,
         holdout_share=holdout,
-        events=events,
+        events=world.emitted - happened,
+        seen=seen,
         requested=counts["requested"],
         delivered=int(tally.messages.sum()),
         held_out=counts["held_out"],

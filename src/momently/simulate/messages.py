@@ -249,6 +249,29 @@ def build(
     raise ValueError(f"unknown item code {code}")
 
 
+_NAMES: Final = {
+    OPEN: "Application Opened",
+    BACKGROUND: "Application Backgrounded",
+    SCREEN: "screen",
+    PAGE: "page",
+    SEARCH: "Products Searched",
+    ORDER: "Order Completed",
+    PING: "Location Updated",
+    BEACON: "Beacon Sighted",
+    SOCIAL: "Social Post",
+    SUPPORT: "Support Message",
+    IDENTIFY: "identify",
+}
+
+
+def name_of(code: int, payload: Any) -> str:
+    """The event name a planned (not injected) item will carry, without building it:
+    ``identify``, ``page`` and ``screen`` for those calls."""
+    if code == PRODUCT or code == TRACK:
+        return str(payload[1])
+    return _NAMES[code]
+
+
 def traits(c: Customer) -> dict[str, Any]:
     """What a customer tells the brand about themselves when they log in."""
     out: dict[str, Any] = {

@@ -19,6 +19,11 @@ class Policy(Protocol):
     ``on_tick`` is called every tick of simulated time. A send is delivered
     at its ``send_at`` unless its customer is held out, has opted out of the
     channel, or has no address on it.
+
+    A policy may also have ``wants``, a frozenset of the event names it reads
+    (``identify``, ``page`` and ``screen`` name those calls): the harness then
+    builds and shows it only those, and the rest still happen unseen — far
+    faster for a policy that reads little. Without it, it sees every event.
     """
 
     name: str

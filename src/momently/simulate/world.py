@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
@@ -31,6 +32,17 @@ from momently.simulate.types import Message
 
 _AFTER: Final = 0xAF7E
 _INJECTED_SEQ: Final = 1 << 40
+
+
+@dataclass(slots=True, eq=False)
+class Injected:
+    """An event the world did not plan (an answer to a message, a post after an order)."""
+
+    message: Message
+    effect: str = ""  # "order" or "unsubscribe" where the event changes something
+    need: Need | None = None  # the need an order meets
+    revenue: float = 0.0
+    counted: bool = False  # whether the order happened (its need was still live)
 
 
 class Tally:
@@ -78,37 +90,58 @@ class World:
         self._consume(item)
         return item[0], self._emit(item)
 
-    def timed_until(self, end_ms: int) -> Iterator[tuple[int, Message]]:
+    def timed_until(
+        self, end_ms: int, wants: frozenset[str] | None = None
+    ) -> Iterator[tuple[int, Message]]:
         """Every event before ``end_ms`` with its time, in order.
 
+        With ``wants`` (event names, or ``identify``/``page``/``screen`` for
+        those calls) only those are built and yielded; the others still happen.
         The world may be handed messages (:meth:`deliver`) between two events:
         the answers join the stream in their place.
         """
-        pop = heapq.heappop
+        # The hottest loop of the simulator: state in locals, written back before each yield.
+        pop, injected, name_of, emit = heapq.heappop, self._injected, m.name_of, self._emit
+        current, pos = self._current, self._pos
+        size, hour_end = len(current), (self._hour + 1) * HOUR
         while True:
-            current, pos, injected = self._current, self._pos, self._injected
-            planned = pos < len(current) and not (injected and injected[0] < current[pos])
-            if planned:
+            if pos < size and not (injected and injected[0] < current[pos]):
                 item = current[pos]
-                self._pos = pos + 1
-            elif injected and (pos < len(current) or injected[0][0] < (self._hour + 1) * HOUR):
+                pos += 1
+                planned = True
+            elif injected and (pos < size or injected[0][0] < hour_end):
                 item = pop(injected)
-            elif (self._hour + 1) * HOUR >= end_ms:
+                planned = False
+            elif hour_end >= end_ms:
+                self._pos = pos
                 return
             else:
                 self._advance()
+                current, pos = self._current, self._pos
+                size, hour_end = len(current), (self._hour + 1) * HOUR
                 continue
-            if item[0] >= end_ms:  # not yet: put it back
+            ts, need = item[0], item[5]
+            if ts >= end_ms:  # not yet: put it back
                 if planned:
-                    self._pos = pos
+                    pos -= 1
                 else:
                     heapq.heappush(injected, item)
+                self._pos = pos
                 return
-            need = item[5]
-            if need is not None and not need.live(item[0]):
+            if need is not None and not need.live(ts):
                 self.dropped += 1
                 continue
-            yield item[0], self._emit(item)
+            self._pos = pos
+            if wants is None:
+                yield ts, emit(item)
+            elif item[3] == m.INJECTED:  # built already; a failed order changes its name
+                message = emit(item)
+                if (message.get("event") or message["type"]) in wants:
+                    yield ts, message
+            elif name_of(item[3], item[4]) in wants:
+                yield ts, emit(item)
+            else:
+                self._happen(item)
 
     def events_until(self, end_ms: int) -> Iterator[Message]:
         """Every event before ``end_ms``, in order."""
@@ -143,10 +176,13 @@ class World:
             st.received = [t for t in st.received if t > send.send_at - 7 * DAY]
             self.tally.messages[index] += 1
             for ms, message, effect in answer.events:
-                self._inject(index, ms, (message, effect, answer.need, answer.decision_id))
+                revenue = 0.0
+                if effect == "order" and answer.need is not None:
+                    revenue = self.catalog.products[answer.need.product].price
+                self._inject(index, ms, Injected(message, effect, answer.need, revenue))
         return answer
 
-    def _inject(self, index: int, ms: int, payload: Any) -> None:
+    def _inject(self, index: int, ms: int, payload: Injected) -> None:
         st = self.states[index]
         st.injected += 1
         heapq.heappush(
@@ -202,37 +238,47 @@ class World:
         self._pos = 0
 
     def _emit(self, item: Item) -> Message:
-        ts, index, seq, code, payload, need = item
-        c, st = self._customers[index], self.states[index]
-        self.now_ms = ts
-        self.emitted += 1
+        ts, index, seq, code, payload, _ = item
         if code == m.INJECTED:
-            message: Message = payload[0]
-            effect, answer_need = payload[1], payload[2]
-            if effect == "order":
-                if answer_need is None or not answer_need.live(ts):
-                    self.dropped += 1
-                    message = dict(message)  # still sent: the app records a failed attempt
-                    message["event"] = "Checkout Started"
-                else:
-                    self.tally.attributed[index] += 1
-                    self._ordered(index, ts, answer_need, message)
-            elif effect == "unsubscribe":
-                channel = message["properties"]["channel"]
-                st.opted_out.add(channel)
-                self.tally.opted_out[index] |= 1 << CHANNELS.index(channel)
-            return message
+            self._happen(item)
+            answer: Injected = payload
+            if answer.effect == "order" and not answer.counted:
+                failed = dict(answer.message)  # the need was gone: only a checkout is left
+                failed["event"] = "Checkout Started"
+                return failed
+            return answer.message
+        c, st = self._customers[index], self.states[index]
         message = m.build(code, payload, c, st, ts, c.user_id + "-" + str(seq), self.catalog)
-        if code == m.IDENTIFY:
-            st.identified |= 1 << payload
-        elif code == m.ORDER and need is not None:
-            self._ordered(index, ts, need, message)
+        self._happen(item)
         return message
 
-    def _ordered(self, index: int, ts: int, need: Need, message: Message) -> None:
+    def _happen(self, item: Item) -> None:
+        """What an event changes, whether or not anyone reads it."""
+        ts, index, _, code, payload, need = item
+        self.now_ms = ts
+        self.emitted += 1
+        if code == m.IDENTIFY:
+            self.states[index].identified |= 1 << payload
+        elif code == m.ORDER and need is not None:
+            self._ordered(index, ts, need, self.catalog.products[payload[1]].price)
+        elif code == m.INJECTED:
+            answer: Injected = payload
+            if answer.effect == "order":
+                if answer.need is not None and answer.need.live(ts):
+                    answer.counted = True
+                    self.tally.attributed[index] += 1
+                    self._ordered(index, ts, answer.need, answer.revenue)
+                else:
+                    self.dropped += 1
+            elif answer.effect == "unsubscribe":
+                channel = answer.message["properties"]["channel"]
+                self.states[index].opted_out.add(channel)
+                self.tally.opted_out[index] |= 1 << CHANNELS.index(channel)
+
+    def _ordered(self, index: int, ts: int, need: Need, revenue: float) -> None:
         need.resolved_ms = ts
         self.tally.conversions[index] += 1
-        self.tally.revenue[index] += float(message["properties"]["revenue"])
+        self.tally.revenue[index] += revenue
         c = self.population.customers[index]
         r = rng(self.seed, index, _AFTER, int(self.tally.conversions[index]))
         share = 0.6 if need.spec.journey else 0.05
@@ -250,7 +296,7 @@ class World:
                 at,
                 f"{c.user_id}-post-{ts:x}",
             )
-            self._inject(index, at, (post, "", None, None))
+            self._inject(index, at, Injected(post))
         if r.random() < 0.12:
             at = ts + int((2 + 4 * r.random()) * DAY) + 7 * MINUTE
             rating = 1 + int(2 * r.random()) if r.random() < 0.15 else 4 + int(2 * r.random())
@@ -260,4 +306,4 @@ class World:
                 "product_id": self.catalog.products[need.product].id,
             }
             review = m.server("Review Posted", props, c, at, f"{c.user_id}-review-{ts:x}")
-            self._inject(index, at, (review, "", None, None))
+            self._inject(index, at, Injected(review))
