@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     check = playbook_commands.add_parser("check", help="load a playbook and report its problems")
     check.add_argument("file", nargs="?", help="playbook YAML file (default: the example)")
     playbook_commands.add_parser("schema", help="print the playbook's JSON Schema")
+    evaluate = commands.add_parser(
+        "evaluate", help="replay a log: the models' prequential metrics and the decisions' value"
+    )
+    evaluate.add_argument("--data-dir", default="data", help="the data directory to evaluate")
+    evaluate.add_argument("--policy", help="YAML of lever changes to evaluate off-policy")
     return parser
 
 
@@ -66,6 +71,12 @@ def playbook_command(args: argparse.Namespace) -> int:
         f" {len(playbook.journeys)} journeys"
     )
     return 0
+
+
+def yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -126,10 +137,37 @@ def serve(settings: Settings) -> None:
     )
 
 
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``momently evaluate --data-dir DIR [--policy FILE]``."""
+    from pathlib import Path
+
+    from momently.measure.evaluate import load_policy, report
+    from momently.store import open_moment_store, open_store
+
+    data = Path(args.data_dir)
+    if not (data / "momently.db").is_file():
+        raise ConfigError(f"no momently.db in {data}: nothing to evaluate")
+    policy = load_policy(args.policy) if args.policy else None
+    store = open_store(f"sqlite:///{(data / 'momently.db').resolve()}")
+    moments = open_moment_store(f"sqlite:///{(data / 'moments.db').resolve()}")
+    try:
+        report(store, moments, policy, sys.stdout)
+    finally:
+        moments.close()
+        store.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "playbook":
         return playbook_command(args)
+    if args.command == "evaluate":
+        try:
+            return evaluate_command(args)
+        except (ConfigError, ValidationError, OSError, yaml_error()) as error:
+            print(f"momently: {error}", file=sys.stderr)
+            return 2
     try:
         settings = settings_from(args)
         if args.command == "serve":
