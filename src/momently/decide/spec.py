@@ -4,7 +4,14 @@
 
     channels:
       - {name: push, kind: push, cost: 0.001}
-      - {name: email, kind: email, cost: 0.002, long_content: true}
+      - name: email
+        kind: email
+        cost: 0.002
+        long_content: true
+        providers:             # failover order; secrets only by environment variable name
+          - {type: smtp, host: smtp.brand.example, from: "Brand <hi@brand.example>",
+             username: momently, password_env: SMTP_PASSWORD, rate: {per_second: 20, burst: 40}}
+          - {type: webhook, url: "https://relay.brand.example/mail", secret_env: RELAY_SECRET}
     offers:
       - id: family-toaster
         title: Heavy-duty four-slot toaster
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -50,6 +57,131 @@ CHANNEL_KINDS: Final[tuple[ChannelKind, ...]] = (
 _CLOCK: Final = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
+EnvName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=128,
+        description="the name of an environment variable holding the secret (never the secret)",
+    ),
+]
+WebUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+", max_length=2000)]
+
+
+class RateSpec(SpecModel):
+    """At most ``per_second`` sends a second through one provider, in bursts of ``burst``."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(1, ge=1)
+
+
+class ProviderBase(SpecModel):
+    """What every provider has: a name (for rate limits, health and the outbox's record of
+    who sent what) and an optional rate limit."""
+
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="unique across the playbook; default `<channel>.<type>`",
+    )
+    rate: RateSpec | None = None
+
+    def secrets(self) -> dict[str, str]:
+        """Which setting comes from which environment variable."""
+        return {}
+
+
+class SmtpProvider(ProviderBase):
+    """Email over SMTP (STARTTLS or implicit TLS, AUTH)."""
+
+    type: Literal["smtp"]
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(587, ge=1, le=65535)
+    from_: str = Field(alias="from", pattern=r"@", max_length=320, description="From header")
+    starttls: bool = True
+    implicit_tls: bool = False
+    username: str | None = Field(None, max_length=320)
+    password_env: EnvName | None = None
+    timeout_s: float = Field(30.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _tls(self) -> SmtpProvider:
+        if self.starttls and self.implicit_tls:
+            raise ValueError("choose starttls or implicit_tls, not both")
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("give both username and password_env, or neither")
+        return self
+
+    def secrets(self) -> dict[str, str]:
+        return {"password": self.password_env} if self.password_env else {}
+
+
+class WebhookProvider(ProviderBase):
+    """An HTTP POST signed per Standard Webhooks; the secret is a `whsec_…` value."""
+
+    type: Literal["webhook"]
+    url: WebUrl
+    secret_env: EnvName
+    timeout_s: float = Field(10.0, gt=0, le=300)
+
+    def secrets(self) -> dict[str, str]:
+        return {"secret": self.secret_env}
+
+
+class SmsProvider(ProviderBase):
+    """SMS through a Twilio-style Messages API at ``base_url``."""
+
+    type: Literal["sms"]
+    base_url: WebUrl = "https://api.twilio.com"
+    account_sid: str = Field(min_length=1, max_length=128)
+    auth_token_env: EnvName
+    from_: str | None = Field(None, alias="from", max_length=64, description="sender number")
+    messaging_service_sid: str | None = Field(None, max_length=128)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    at_most_once: bool = Field(
+        False,
+        description="after a crash left a send's outcome unknown, drop it rather than risk a "
+        "second text (the API takes no idempotency key)",
+    )
+
+    @model_validator(mode="after")
+    def _sender(self) -> SmsProvider:
+        if (self.from_ is None) == (self.messaging_service_sid is None):
+            raise ValueError("give exactly one of from and messaging_service_sid")
+        return self
+
+    def secrets(self) -> dict[str, str]:
+        return {"auth_token": self.auth_token_env}
+
+
+class WebPushProvider(ProviderBase):
+    """Web Push (RFC 8030/8291) signed with VAPID."""
+
+    type: Literal["web_push"]
+    vapid_private_key_env: EnvName
+    subject: str = Field(pattern=r"^(mailto:|https://)", max_length=320)
+    allowed_hosts: tuple[str, ...] | None = Field(
+        None, description="push service hosts a subscription may point at; any when absent"
+    )
+    ttl_s: int = Field(86_400, ge=0, le=2_419_200)
+
+    def secrets(self) -> dict[str, str]:
+        return {"vapid_private_key": self.vapid_private_key_env}
+
+
+ProviderSpec = Annotated[
+    SmtpProvider | WebhookProvider | SmsProvider | WebPushProvider, Field(discriminator="type")
+]
+PROVIDER_KINDS: Final[dict[str, tuple[ChannelKind, ...]]] = {
+    "smtp": ("email",),
+    "sms": ("sms",),
+    "web_push": ("web_push",),
+    # a brand's own relay can take email, SMS and webhook messages
+    "webhook": ("webhook", "email", "sms"),
+}
+
+
 class ChannelSpec(SpecModel):
     """A way to reach a customer, its cost per message, and what to try when it cannot."""
 
@@ -63,6 +195,36 @@ class ChannelSpec(SpecModel):
         "otherwise a known address is enough unless the customer opted out",
     )
     fallback: str | None = Field(None, description="channel tried when this one is unreachable")
+    providers: tuple[ProviderSpec, ...] = Field(
+        (),
+        description="who sends, in failover order; in_app needs none (the in-process stream); "
+        "a channel without one has its sends recorded as dead",
+    )
+
+    @model_validator(mode="after")
+    def _providers(self) -> ChannelSpec:
+        for provider in self.providers:
+            if self.kind not in PROVIDER_KINDS[provider.type]:
+                raise ValueError(
+                    f"channel {self.name}: a {provider.type} provider cannot send {self.kind}"
+                )
+        names = [name for name, _ in self.named_providers()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"channel {self.name}: provider name used more than once")
+        return self
+
+    def named_providers(self) -> tuple[tuple[str, ProviderSpec], ...]:
+        """Each provider with its name: given, or ``<channel>.<type>`` (numbered if repeated)."""
+        types = [p.type for p in self.providers]
+        out = []
+        for index, provider in enumerate(self.providers):
+            name = provider.name
+            if name is None:
+                name = f"{self.name}.{provider.type}"
+                if types.count(provider.type) > 1:
+                    name += f"-{types[: index + 1].count(provider.type)}"
+            out.append((name, provider))
+        return tuple(out)
 
 
 class CapSpec(SpecModel):
@@ -135,6 +297,7 @@ class OfferSpec(SpecModel):
     def channels(self) -> tuple[str, ...]:
         """The channels the offer has a message for, each once, in order."""
         return tuple(dict.fromkeys(channel_of(k) for k in self.messages))
+
     value: float = Field(1.0, ge=0, description="value of a conversion it brings")
     cost: float = Field(0.0, ge=0, description="cost of making the offer (a discount)")
     priority: float = Field(1.0, gt=0, description="business lever multiplying the score")
@@ -188,6 +351,9 @@ class DecideSpec(SpecModel):
         for channel in self.channels:
             if channel.fallback is not None and channel.fallback not in known:
                 raise ValueError(f"channel {channel.name}: unknown fallback {channel.fallback!r}")
+        providers = [name for c in self.channels for name, _ in c.named_providers()]
+        if len(set(providers)) != len(providers):
+            raise ValueError("provider name used more than once across channels")
         ids = [o.id for o in self.offers]
         if len(set(ids)) != len(ids):
             raise ValueError("offer id used more than once")
