@@ -21,6 +21,7 @@ _STYLE: Final = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.35rem .6rem;text-align:right}
+td{white-space:nowrap}
 th:first-child,td:first-child{text-align:left;white-space:nowrap}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}
 .note{color:#555;font-size:.85rem;max-width:60rem}
