@@ -78,13 +78,25 @@ class BinaryTracker:
 
 
 class HitTracker:
-    """Hit rate at k of a next-token model, beside the k most popular tokens."""
+    """Hit rate at k of a next-token model, beside the k most popular tokens.
 
-    def __init__(self, k: int) -> None:
+    Scoring a transition costs as much as a prediction, and there is one per
+    event: one transition in ``every`` is scored, chosen by a counter — blind to
+    the outcome, so the rate is unbiased — which keeps its cost off most events.
+    """
+
+    def __init__(self, k: int, every: int = 1) -> None:
         self.k = k
+        self.every = every
+        self.seen = 0
         self.n = 0
         self.hits = 0
         self.baseline_hits = 0
+
+    def due(self) -> bool:
+        """Count one transition; whether it is one to score."""
+        self.seen += 1
+        return self.seen % self.every == 0
 
     def update(self, hit: bool, baseline_hit: bool) -> None:
         self.n += 1

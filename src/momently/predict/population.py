@@ -84,7 +84,9 @@ class Population:
         for name, (factory, schema) in factories(settings).items():
             model = factory()
             tracker: Tracker = (
-                HitTracker(settings.top_k) if name.startswith("next_") else BinaryTracker()
+                HitTracker(settings.top_k, settings.score_every)
+                if name.startswith("next_")
+                else BinaryTracker()
             )
             self.slots[name] = Slot(model, tracker)
             self.versions[name] = version_of(name, model, schema)

@@ -236,12 +236,11 @@ class Predictor:
 
     def _next_token(self, name: str, history: list[str], token: str, sequence: bool) -> None:
         model = cast(NextNeed, self.population.model(name))
-        if history:
+        tracker = self.population.slots[name].tracker
+        if history and isinstance(tracker, HitTracker) and tracker.due():
             k = self.settings.top_k
             scores = model.scores(*_context(history), _own(history, sequence))
-            tracker = self.population.slots[name].tracker
-            if isinstance(tracker, HitTracker):
-                tracker.update(in_top_k(scores, token, k), token in model.popular(k))
+            tracker.update(in_top_k(scores, token, k), token in model.popular(k))
         self.population.learn(name, context_x(history), token)
         history.append(token)
         del history[: -self.settings.history]

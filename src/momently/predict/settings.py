@@ -39,6 +39,7 @@ class PredictSettings:
     lateness_ms: int = 5 * MINUTE  # events later than this may miss the labels they change
     history: int = 8  # touchpoints and categories kept for next need
     top_k: int = 3  # next-need candidates reported, and k of hit@k
+    score_every: int = 4  # next need: hit@k scored on one transition in this many
 
     def __post_init__(self) -> None:
         if not self.conversion_event:
