@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     max_pending_events: int = Field(100_000, ge=1)
     playbook: Path | None = Field(None, description="playbook file; default: the example")
     moment_store: str | None = Field(None, description="moment store URL; default beside the log")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+",
+        description="the server's URL as customers reach it, for tracking links; "
+        "default http://{host}:{port}",
+    )
 
     @field_validator("write_keys", mode="before")
     @classmethod
@@ -41,6 +47,11 @@ class Settings(BaseSettings):
         if any(not k or k != k.strip() for k in value):
             raise ValueError("write keys may not be blank or padded with spaces")
         return value
+
+    @property
+    def public_base_url(self) -> str:
+        """Where tracking links point: ``public_url``, or this server's own address."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def store_url(self) -> str:
