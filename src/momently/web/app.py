@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -14,18 +14,33 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from momently import __version__
 from momently.clock import Clock, SystemClock
 from momently.config import Settings
+from momently.deliver.channels.inapp import InAppHub
+from momently.deliver.inapp_routes import inapp_router
+from momently.deliver.store_memory import MemoryOutboxStore
+from momently.deliver.store_sqlite import SqliteOutboxStore
+from momently.deliver.tracking import TokenSigner, TrackingLinks
+from momently.deliver.tracking_routes import tracking_router
+from momently.deliver.types import OutboxStore
 from momently.engine import Engine
 from momently.errors import InvalidInput, Overloaded, Unavailable, error_body
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
+from momently.runtime.delivery import (
+    Delivery,
+    DeliveryCollector,
+    Ingest,
+    build_routes,
+    tracking_secret,
+)
 from momently.runtime.stage import MomentStage, StageRunner
 from momently.runtime.writer import Writer
 from momently.store import open_moment_store, open_store
 from momently.types import MomentStore, Store
 from momently.web.admin import admin_router
 from momently.web.decisions_api import decisions_router
+from momently.web.deliveries_api import deliveries_router
 from momently.web.models_api import models_router
 from momently.web.moments_api import moments_router
 
@@ -39,36 +54,95 @@ def create_app(
     playbook: Playbook | None = None,
     detector: MomentDetector | None = None,
     tick_seconds: float = 1.0,
+    environ: Mapping[str, str] | None = None,
+    outbox_store: OutboxStore | None = None,
+    delivery_worker: bool = True,
 ) -> FastAPI:
     """The whole engine as one ASGI app; it closes its stages and stores on shutdown.
 
-    The playbook is loaded (and any error raised) before anything starts.
+    The playbook is loaded, and its channels' providers built with their secrets
+    from ``environ`` (the process environment, as the CLI passes it), before
+    anything starts: a bad playbook or a missing secret raises here. With
+    ``delivery_worker=False`` nothing sends by itself; a test drives
+    ``app.state.delivery.outbox.run_once()``.
     """
     playbook = playbook or load_playbook(settings.playbook)
     detector = detector or MomentDetector(playbook)
+    environ = environ if environ is not None else {}
+    clock = clock or SystemClock()
+    memory = (settings.store or "").startswith("memory:")
+    hub = InAppHub(clock)
+    routes = build_routes(playbook.decide, environ, clock, hub)
+    try:
+        secret = tracking_secret(environ, None if memory else settings.data_dir)
+    except BaseException:
+        routes.close()
+        raise
+    signer = TokenSigner(secret, clock)
+    links = TrackingLinks(settings.public_base_url, signer)
     store = store if store is not None else open_store(settings.store_url)
     moment_store = moment_store or open_moment_store(settings.moment_store_url)
-    clock = clock or SystemClock()
+    if outbox_store is None:
+        if memory:
+            outbox_store = MemoryOutboxStore()
+        else:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            outbox_store = SqliteOutboxStore(
+                settings.data_dir / "outbox.db", synchronous=settings.synchronous
+            )
     metrics = Metrics()
-    stage = MomentStage(store, moment_store, detector, clock, on_moments=metrics.on_moments)
-    runner = StageRunner(stage, tick_seconds=tick_seconds)
+    runners: list[StageRunner] = []  # the stage starts after the writer it reads behind
 
     def committed(size: int, seconds: float) -> None:
         metrics.on_commit(size, seconds)
-        runner.wake()
+        for started in runners:
+            started.wake()
 
     writer = Writer(Engine(store), max_pending=settings.max_pending_events, on_commit=committed)
+    ingest = Ingest(writer, store, clock, metrics)
+    delivery = Delivery(
+        playbook.decide,
+        outbox_store,
+        routes,
+        store=store,
+        moments=moment_store,
+        clock=clock,
+        ingest=ingest,
+        links=links,
+    )
+    stage = MomentStage(
+        store,
+        moment_store,
+        detector,
+        clock,
+        on_moments=metrics.on_moments,
+        on_decisions=delivery.on_decisions,
+    )
+    runner = StageRunner(stage, tick_seconds=tick_seconds)
+    runners.append(runner)
     metrics.pending.set_function(lambda: writer.pending)
     metrics.moment_position.set_function(lambda: stage.position)
+    metrics.registry.register(DeliveryCollector(delivery))
     tracking = TrackingAPI(writer, WriteKeys(settings.write_keys), clock, metrics)
+
+    def emit(event: dict[str, object]) -> None:
+        # Committed before the answer: an unsubscribe holds before the next decision.
+        ingest.now(dict(event), source="momently:tracking")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with runner.lock:  # the stage's own submits wait: no decision is looked at twice
+            delivery.reconcile()
+        if delivery_worker:
+            delivery.start()
         try:
             yield
         finally:
+            delivery.stop()
+            hub.close()
             writer.close()
             runner.close()
+            delivery.close()
             moment_store.close()
             store.close()
 
@@ -83,6 +157,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.moment_store = moment_store
     app.state.stage = runner
+    app.state.delivery = delivery
+    app.state.hub = hub
+    app.state.signer = signer
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, error: InvalidInput) -> Response:
@@ -142,4 +219,9 @@ def create_app(
     app.include_router(moments_router(store, moment_store, runner, playbook, settings.admin_key))
     app.include_router(models_router(store, runner, settings.admin_key))
     app.include_router(decisions_router(store, moment_store, settings.admin_key))
+    app.include_router(
+        deliveries_router(store, moment_store, delivery, signer, clock, settings.admin_key)
+    )
+    app.include_router(tracking_router(signer, emit, clock, identity=ingest.identity))
+    app.include_router(inapp_router(hub, signer))
     return app
