@@ -252,6 +252,9 @@ def test_friction_with_the_app_open_reaches_the_in_app_stream(rig_factory: RigFa
     rig.delivery._heard(stored)  # the listener hears it twice
     rig.flush()
     assert len(rig.events("ann", "Message Sent")) == 1
+    rig.settle()  # the outcome event reaches the stage: no moment, no decision of its own
+    assert len(rig.decisions("ann")) == 1
+    assert rig.get("/api/moments", customer="ann")["moments"][0]["name"] == "friction.sentiment"
 
 
 def test_the_worker_thread_sends_without_being_driven(rig_factory: RigFactory) -> None:

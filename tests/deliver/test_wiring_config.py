@@ -5,10 +5,13 @@ stream tokens, lift and metrics."""
 from __future__ import annotations
 
 import stat
+import textwrap
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from momently.clock import FakeClock
 from momently.config import Settings
@@ -20,7 +23,7 @@ from momently.moments.loader import PlaybookError
 from momently.moments.playbook import load_playbook
 from momently.runtime.delivery import SECRET_FILE, build_routes, tracking_secret
 from momently.web.app import create_app
-from tests.conftest import ADMIN_KEY, START, WRITE_KEY
+from tests.conftest import START, WRITE_KEY
 from tests.deliver.test_webhook import SECRET as HOOK_SECRET
 from tests.deliver.test_wiring import (
     PUBLIC,
@@ -331,4 +334,13 @@ def test_the_example_playbook_ships_without_external_providers() -> None:
     for channel in example.decide.channels:
         assert channel.providers == (), channel.name
     assert [c.name for c in example.decide.channels if c.kind == "in_app"] == ["in_app"]
-    assert ADMIN_KEY  # the shared constants stay importable for the helpers
+
+
+def test_the_commented_provider_examples_in_the_example_playbook_are_valid() -> None:
+    text = resources.files("momently.playbooks").joinpath("example.yaml").read_text("utf-8")
+    start = text.index("  #   - name: email")
+    block = text[start : text.index("\n  channels:\n", start)]
+    listed = yaml.safe_load(textwrap.dedent("\n".join(line[4:] for line in block.splitlines())))
+    spec = DecideSpec.model_validate({"channels": listed})
+    assert {p.type for c in spec.channels for p in c.providers} == {
+        "smtp", "webhook", "sms", "web_push"}  # fmt: skip
