@@ -27,6 +27,7 @@ from momently.predict.receptivity import Receptivity, ReceptivityCurve, hour_of_
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.predict.signals import CHANNELS, read_signal
 from momently.predict.synthetic import START, event
+from momently.predict.types import Features
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(momently.predict.__path__))
 
@@ -172,7 +173,8 @@ def test_customer_state_stays_bounded(steps: list[tuple[str, int, int]]) -> None
     assert len(state.devices) <= s.max_devices
     assert len(state.touchpoints) <= s.history and len(state.categories) <= s.history
     assert len(state.hours) <= 168 and set(state.channels) <= set(CHANNELS)
-    assert msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=PredictState) == state
+    body = msgspec.msgpack.encode(state)  # bytes, not ==: an unscored prediction is NaN
+    assert msgspec.msgpack.encode(msgspec.msgpack.decode(body, type=PredictState)) == body
 
 
 def test_settings_are_validated() -> None:
@@ -205,3 +207,19 @@ def test_restore_skips_what_it_cannot_use() -> None:
         }
     )
     assert sorted(restored) == sorted(set(good) - {"propensity", "fatigue"})
+
+
+def test_a_new_brand_starts_from_the_priors_not_from_a_coin_toss() -> None:
+    predictor = Predictor()
+    found = predictor.predictions(PredictState(), None, START)
+    settings = predictor.settings
+    assert found.propensity == pytest.approx(settings.propensity_prior)
+    assert found.fatigue == pytest.approx(settings.fatigue_prior)
+    # After its burn-in a model answers alone; its first predictions were not scored.
+    slot = predictor.population.slots["propensity"]
+    for i in range(settings.prior_labels):
+        slot.model.learn_one({"purchases": float(i % 2)}, i % 2 == 1)
+        slot.updates += 1
+    x: Features = {"purchases": 1.0}
+    assert predictor._binary("propensity", x) == slot.model.predict_proba_one(x)[True]
+    assert slot.tracker.report() == {"labels": 0.0}

@@ -2,9 +2,11 @@
 
 Classifiers are scored with the probability they gave *when the snapshot was
 taken* (it is stored with the snapshot), so a metric never sees a model that
-already learned from the future. Each metric comes with a naive baseline
-measured on the same labels: the base rate seen so far for classifiers, the
-most popular tokens for next need.
+already learned from the future. Predictions made during a model's burn-in
+(its first ``prior_labels`` labels, when it answers with the prior) are not
+scored: they would measure the prior, and how the stream starts. Each metric
+comes with a naive baseline measured on the same labels: the base rate seen
+so far for classifiers, the most popular tokens for next need.
 
 >>> tracker = BinaryTracker()
 >>> for y, p in [(True, 0.9), (False, 0.2), (True, 0.7), (False, 0.4)]:

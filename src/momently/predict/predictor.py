@@ -20,6 +20,7 @@ models.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -56,6 +57,7 @@ from momently.predict.receptivity import (
 from momently.predict.settings import PredictSettings
 from momently.predict.signals import CHANNELS, Signal, read_signal
 from momently.predict.state import PredictState, Snapshot
+from momently.predict.types import Features
 from momently.state.profile import Profile
 
 Ranked = tuple[tuple[str, float], ...]
@@ -135,7 +137,7 @@ class Predictor:
         use_device(state, signal, ts, s)
         if propensity.wants_snapshot(state, signal, ts, s):
             x = propensity.features(state.activity, ts)
-            p = _p(self.population.model("propensity").predict_proba_one(x))
+            p = self._scored("propensity", x)
             state.snapshots.append(Snapshot(ts, p, pack(x, propensity.FEATURES)))
             state.last_snapshot_ms = ts
         self._next_need(state, signal)
@@ -182,7 +184,7 @@ class Predictor:
 
     def _learn_snapshot(self, name: str, names: Sequence[str], snap: Snapshot, y: bool) -> None:
         tracker = self.population.slots[name].tracker
-        if isinstance(tracker, BinaryTracker):
+        if isinstance(tracker, BinaryTracker) and not math.isnan(snap.p):
             tracker.update(y, snap.p)
         self.population.learn(name, unpack(snap.x, names), y)
 
@@ -197,7 +199,7 @@ class Predictor:
         contact = state.contact
         if fatigue.wants_snapshot(contact, ts, state.watermark, s):
             x = fatigue.features(contact, ts)
-            p = _p(pop.model("fatigue").predict_proba_one(x))
+            p = self._scored("fatigue", x)
             contact.pending.append(Snapshot(ts, p, pack(x, fatigue.FEATURES)))
         fatigue.on_message(contact, ts)
 
@@ -262,23 +264,42 @@ class Predictor:
         channels = cast(ChannelAffinity, pop.model("channel")).rates(state.channels)
         return Predictions(
             at_ms=now_ms,
-            propensity=_p(
-                pop.model("propensity").predict_proba_one(
-                    propensity.features(state.activity, now_ms)
-                )
-            ),
+            propensity=self._binary("propensity", propensity.features(state.activity, now_ms)),
             receptivity=curve,
             engage_now=curve.at(now_ms),
             channels=MappingProxyType(channels),
             best_channel=max(CHANNELS, key=lambda c: (channels[c], -CHANNELS.index(c))),
             devices=MappingProxyType(device_affinity(state, now_ms)),
             active_device=active_device(state, now_ms, s.active_window_ms),
-            fatigue=_p(
-                pop.model("fatigue").predict_proba_one(fatigue.features(state.contact, now_ms))
-            ),
+            fatigue=self._binary("fatigue", fatigue.features(state.contact, now_ms)),
             next_touchpoints=self._ranked("next_touchpoint", state.touchpoints, True),
             next_categories=self._ranked("next_category", state.categories, False),
         )
+
+    def _scored(self, name: str, x: Features) -> float:
+        """The prediction a snapshot keeps to be scored with when its label comes: NaN
+        (not scored) while the model is still in its burn-in of ``prior_labels`` labels,
+        when it says the prior for everyone and the metric would measure only that."""
+        if self.population.slots[name].updates < self.settings.prior_labels:
+            return math.nan
+        return self._binary(name, x)
+
+    def _binary(self, name: str, x: Features) -> float:
+        """A classifier's P(True), blended with the prior while it has learned little.
+
+        An untrained logistic model says 0.5 — a coin toss whether the first customer
+        of a new brand buys, or opts out of the next message. Over its first
+        ``prior_labels`` (m) labels its answer moves from the prior to its own:
+        ``(n p + (m - n) prior) / m`` after n labels; the model itself learns unchanged.
+        """
+        slot = self.population.slots[name]
+        p = _p(slot.model.predict_proba_one(x))
+        s = self.settings
+        n, m = slot.updates, s.prior_labels
+        if n >= m:
+            return p
+        prior = s.propensity_prior if name == "propensity" else s.fatigue_prior
+        return (n * p + (m - n) * prior) / m
 
     def _ranked(self, name: str, history: list[str], sequence: bool) -> Ranked:
         model = cast(NextNeed, self.population.model(name))

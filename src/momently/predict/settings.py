@@ -38,6 +38,9 @@ class PredictSettings:
     max_fatigue_snapshots: int = 36
     lateness_ms: int = 5 * MINUTE  # events later than this may miss the labels they change
     history: int = 8  # touchpoints and categories kept for next need
+    propensity_prior: float = 0.05  # P(converts within the horizon) before any label
+    fatigue_prior: float = 0.005  # P(opts out after one more message) before any label
+    prior_labels: int = 50  # labels over which answers move from the prior (burn-in, unscored)
     top_k: int = 3  # next-need candidates reported, and k of hit@k
     score_every: int = 4  # next need: hit@k scored on one transition in this many
 
@@ -48,5 +51,7 @@ class PredictSettings:
             value = getattr(self, f.name)
             if isinstance(value, int) and value <= 0:
                 raise ConfigError(f"{f.name} must be positive, not {value}")
+            if isinstance(value, float) and not 0.0 < value < 1.0:
+                raise ConfigError(f"{f.name} must be a probability in (0, 1), not {value}")
         if self.response_window_ms > self.attribution_window_ms:
             raise ConfigError("response_window_ms must not exceed attribution_window_ms")

@@ -29,7 +29,7 @@ class Snapshot(msgspec.Struct, array_like=True, omit_defaults=True):
     """Features at one moment, waiting for their label, with the prediction made then."""
 
     at: int
-    p: float  # what the model predicted at ``at`` (prequential metrics)
+    p: float  # what the model predicted at ``at`` (prequential metrics); NaN: not scored
     x: bytes  # float32 features in the model's feature order
     hit: bool = False  # the outcome has happened within the horizon
 
