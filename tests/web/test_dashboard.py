@@ -1,0 +1,68 @@
+"""The dashboard's page and files: served offline, only what is there, with a strict CSP."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from momently.web.dashboard import ROOT, dashboard_router
+
+STATIC = Path(str(ROOT))
+
+
+def client(admin_key: str | None = "k") -> TestClient:
+    app = FastAPI()
+    app.include_router(dashboard_router(admin_key))
+    return TestClient(app)
+
+
+def test_page_and_files_are_served_with_a_strict_policy() -> None:
+    with client() as http:
+        page = http.get("/dashboard")
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert 'id="login-form"' in page.text
+        for path in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text):
+            assert http.get(path).status_code == 200, path
+        script = http.get("/dashboard/static/js/main.js")
+        assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+        slash = http.get("/dashboard/", follow_redirects=False)
+        assert (slash.status_code, slash.headers["location"]) == (308, "/dashboard")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["nope.js", "../dashboard.py", "js/../../dashboard.py", "index.html", "%2e%2e/live.py", ""],
+)
+def test_only_the_dashboards_own_files_are_served(path: str) -> None:
+    with client() as http:
+        answer = http.get(f"/dashboard/static/{path}")
+        assert answer.status_code == 404
+        assert "import" not in answer.text  # no source file leaks
+
+
+def test_without_an_admin_key_the_page_says_the_admin_api_is_off() -> None:
+    with client(None) as http:
+        page = http.get("/dashboard")
+        assert page.status_code == 200
+        assert "admin API is off" in page.text
+        assert "main.js" not in page.text
+
+
+def test_every_module_the_scripts_import_exists_and_nothing_is_remote() -> None:
+    for script in STATIC.rglob("*.js"):
+        text = script.read_text()
+        for target in re.findall(r'from "(\.[^"]+)"', text):
+            assert (script.parent / target).resolve().is_file(), f"{script.name}: {target}"
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text, script.name
+        assert "document.write" not in text and "eval(" not in text, script.name
+    for asset in [*STATIC.rglob("*.html"), *STATIC.rglob("*.css"), *STATIC.rglob("*.js")]:
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", asset.read_text()), asset.name
