@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -129,10 +130,17 @@ def create_app(
         # Committed before the answer: an unsubscribe holds before the next decision.
         ingest.now(dict(event), source="momently:tracking")
 
+    def reconcile() -> None:
+        # Under the stage's lock, so a cancellation the stage is committing cannot slip
+        # between reading a decision and submitting it. The stage's first pass waits a
+        # tick, so the lock is normally free; with a backlog already being worked
+        # through, start-up waits for that pass.
+        with runner.lock:
+            delivery.reconcile()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with runner.lock:  # the stage's own submits wait: no decision is looked at twice
-            delivery.reconcile()
+        await asyncio.to_thread(reconcile)
         if delivery_worker:
             delivery.start()
         try:
