@@ -12,17 +12,22 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
+from starlette.types import Receive, Scope, Send
 
 import momently.web.app as app_module
 from momently.clock import FakeClock
 from momently.config import Settings
+from momently.errors import error_body
 from momently.metrics import Metrics
 from momently.runtime.stage import MomentStage
 from momently.store.sqlite import SqliteStore
@@ -58,7 +63,6 @@ class Engine:
     url: str
     feed: LiveFeed
     http: httpx.Client
-    errors: list[str] = field(default_factory=list)
 
     def batch(self, *messages: dict[str, Any]) -> None:
         answer = self.http.post("/v1/batch", json={"batch": list(messages)})
@@ -66,8 +70,12 @@ class Engine:
         assert answer.json()["accepted"] == len(messages)
 
 
-@pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+@contextmanager
+def running_engine(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, *, live: bool = True, without: str = ""
+) -> Iterator[Engine]:
+    """The engine as ``momently serve`` builds it, plus the live feed and the dashboard;
+    ``live=False`` leaves ``/api/live`` out and ``without`` names a route to take away."""
     feed = LiveFeed()
 
     # create_app has no hook for extra stage or writer callbacks yet: the two classes it
@@ -85,16 +93,31 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
 
     monkeypatch.setattr(app_module, "MomentStage", WiredStage)
     monkeypatch.setattr(app_module, "Metrics", WiredMetrics)
-    settings = Settings(data_dir=tmp_path / "data", write_keys=(WRITE_KEY,), admin_key=ADMIN_KEY)
+    settings = Settings(data_dir=data_dir, write_keys=(WRITE_KEY,), admin_key=ADMIN_KEY)
     store = SqliteStore(settings.data_dir / "momently.db", synchronous="NORMAL")
     app = create_app(settings, store=store, clock=FakeClock(START))
-    app.include_router(live_router(feed, settings.admin_key))
+    if live:
+        app.include_router(live_router(feed, settings.admin_key))
     app.include_router(dashboard_router(settings.admin_key))
+
+    async def served(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == without:  # as a server without it
+            missing = JSONResponse(error_body("HTTPError", "Not Found"), status_code=404)
+            await missing(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
     with (
-        serve(app, before_stop=feed.close) as url,
+        serve(served, before_stop=feed.close) as url,
         httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=30) as http,
     ):
         yield Engine(url, feed, http)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    with running_engine(tmp_path / "data", monkeypatch) as running:
+        yield running
 
 
 @pytest.fixture
@@ -111,7 +134,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, engine: Engine) -> Iterator[Page]:
+def errors() -> list[str]:
+    """What the page logged as an error, or threw."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, errors: list[str]) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1440, "height": 960})
     tab = context.new_page()
     tab.set_default_timeout(WAIT)
@@ -120,10 +149,10 @@ def page(browser: Browser, engine: Engine) -> Iterator[Page]:
     def console(message: ConsoleMessage) -> None:
         # A refused key or a missing optional route logs "Failed to load resource": expected.
         if message.type == "error" and "Failed to load resource" not in message.text:
-            engine.errors.append(message.text)
+            errors.append(message.text)
 
     def page_error(error: Error) -> None:
-        engine.errors.append(str(error))
+        errors.append(str(error))
 
     tab.on("console", console)
     tab.on("pageerror", page_error)
@@ -150,7 +179,7 @@ def shopper(user: str, **extra: Any) -> dict[str, Any]:
     return {"userId": user, "context": context}
 
 
-def open_dashboard(page: Page, engine: Engine) -> None:
+def open_dashboard(page: Page, engine: Engine, status: str = "live") -> None:
     page.goto(engine.url + "/dashboard")
     expect(page.locator("#login")).to_be_visible()
     page.fill("#key", "wrong-key")
@@ -159,10 +188,12 @@ def open_dashboard(page: Page, engine: Engine) -> None:
     page.fill("#key", ADMIN_KEY)
     page.click("#login-button")
     expect(page.locator("#login")).to_be_hidden()
-    expect(page.locator("#conn")).to_have_attribute("data-status", "live")
+    expect(page.locator("#conn")).to_have_attribute("data-status", status)
 
 
-def test_live_moments_decision_explanation_and_customer(page: Page, engine: Engine) -> None:
+def test_live_moments_decision_explanation_and_customer(
+    page: Page, engine: Engine, errors: list[str]
+) -> None:
     open_dashboard(page, engine)
     assert page.evaluate("sessionStorage.getItem('momently.adminKey')") == ADMIN_KEY
 
@@ -245,7 +276,7 @@ def test_live_moments_decision_explanation_and_customer(page: Page, engine: Engi
     expect(page.locator("#ingestion-view #ingest-rate")).to_be_visible()
     shot(page, "08-ingestion")
 
-    assert engine.errors == []
+    assert errors == []
     assert engine.feed.subscribers == 1
 
 
@@ -256,3 +287,66 @@ def test_the_key_is_asked_for_again_when_it_stops_working(page: Page, engine: En
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login-error")).to_contain_text("refused")
     assert page.evaluate("sessionStorage.getItem('momently.adminKey')") is None
+
+
+def test_without_a_live_stream_the_feed_polls_and_missing_routes_say_so(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errors: list[str]
+) -> None:
+    with running_engine(tmp_path / "data", monkeypatch, live=False, without="/api/lift") as old:
+        open_dashboard(page, old, status="polling")
+        old.batch({"type": "track", "event": "Products Searched", **shopper("bo"),
+                   "properties": {"query": "buy toaster"}})  # fmt: skip
+        expect(page.locator("#feed .feed-row.moment.kind-buy")).to_have_count(1)
+        expect(page.locator("#feed .feed-row.decision")).to_have_count(1)
+        page.click("nav a[data-nav=lift]")
+        expect(page.locator("#lift-view .unavailable")).to_have_text(
+            "Lift: not available on this server"
+        )
+        shot(page, "09-polling-and-not-available")
+    assert errors == []
+
+
+PROMETHEUS = """# HELP momently_events_accepted_total Events durably appended to the log
+# TYPE momently_events_accepted_total counter
+momently_events_accepted_total 1500.0
+momently_events_rejected_total{reason="InvalidMessage"} 3.0
+momently_events_rejected_total{reason="Odd \\"quoted\\" one"} 1.0
+momently_commit_seconds_bucket{le="0.005"} 50.0
+momently_commit_seconds_bucket{le="0.01"} 90.0
+momently_commit_seconds_bucket{le="0.025"} 100.0
+momently_commit_seconds_bucket{le="+Inf"} 100.0
+momently_commit_seconds_count 100.0
+"""
+
+
+def test_the_pages_own_functions_in_the_browser(page: Page, errors: list[str]) -> None:
+    """Prometheus parsing, histogram quantiles and positions, run where they run."""
+    app = FastAPI()
+    app.include_router(dashboard_router(ADMIN_KEY))
+    with serve(app, lifespan="off") as url:
+        page.goto(url + "/dashboard")
+        found = page.evaluate(
+            """async (text) => {
+                const m = await import("/dashboard/static/js/metrics.js");
+                const g = await import("/dashboard/static/js/geo.js");
+                const parsed = m.parsePrometheus(text);
+                const buckets = parsed.momently_commit_seconds_bucket;
+                return {
+                    accepted: m.total(parsed, "momently_events_accepted_total"),
+                    reasons: parsed.momently_events_rejected_total.map((r) => r.labels.reason),
+                    p50: m.quantile(buckets, 0.5), p95: m.quantile(buckets, 0.95),
+                    none: m.quantile([], 0.5),
+                    where: g.positionOf({latitude: 51.5, longitude: -0.12, accuracy: 9}),
+                    nowhere: [g.positionOf({latitude: 91, longitude: 0}), g.positionOf("x")],
+                };
+            }""",
+            PROMETHEUS,
+        )
+    assert found["accepted"] == 1500
+    assert found["reasons"] == ["InvalidMessage", 'Odd "quoted" one']
+    assert found["p50"] == pytest.approx(0.005)
+    assert found["p95"] == pytest.approx(0.0175)
+    assert found["none"] is None
+    assert found["where"] == {"lat": 51.5, "lon": -0.12, "accuracy": 9}
+    assert found["nowhere"] == [None, None]
+    assert errors == []

@@ -26,6 +26,7 @@ export class Feed {
     this.onOpenDecision = onOpenDecision;
     this.items = new Map(); // id -> {kind, item, row}
     this.pending = [];
+    this.pendingIds = new Set();
     this.paused = false;
     this.filters = {moment: true, decision: true, silent: true};
     this.flushTimer = null;
@@ -40,8 +41,16 @@ export class Feed {
   /** A moment or decision, from the stream or the API; each id is shown once. */
   add(kind, item) {
     const id = kind === "moment" ? item.momentId : item.decisionId;
-    if (!id || this.items.has(id) || this.pending.some((p) => p.id === id)) return;
+    if (!id || this.items.has(id) || this.pendingIds.has(id)) return;
     this.pending.push({id, kind, item});
+    this.pendingIds.add(id);
+    if (this.pending.length > 2 * MAX_ROWS) {
+      // Paused, or a burst: only the newest can be shown anyway.
+      this.pending.sort((a, b) => (a.item.atMs ?? 0) - (b.item.atMs ?? 0));
+      for (const old of this.pending.splice(0, this.pending.length - MAX_ROWS)) {
+        this.pendingIds.delete(old.id);
+      }
+    }
     if (kind === "moment") this.counts.moments += 1;
     else this.counts.decisions += 1;
     this.schedule();
@@ -89,6 +98,7 @@ export class Feed {
     if (this.paused || !this.pending.length) return;
     const batch = this.pending.sort((a, b) => (a.item.atMs ?? 0) - (b.item.atMs ?? 0));
     this.pending = [];
+    this.pendingIds.clear();
     for (const entry of batch) {
       entry.row = this.row(entry.kind, entry.item);
       entry.row.hidden = !this.visible(entry);
