@@ -20,10 +20,12 @@ from momently.events import Event, from_ms
 from momently.moments.records import ModelSnapshot
 from momently.predict import Predictor, PredictSettings, PredictState
 from momently.predict.affinity import ChannelAffinity
+from momently.predict.curve import ReceptivityCurve
 from momently.predict.decay import bump, read
+from momently.predict.localtime import hour_of_week
 from momently.predict.next_need import NextNeed, in_top_k, top_k
 from momently.predict.population import Population
-from momently.predict.receptivity import Receptivity, ReceptivityCurve, hour_of_week
+from momently.predict.receptivity import Receptivity
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.predict.signals import CHANNELS, read_signal
 from momently.predict.synthetic import START, event

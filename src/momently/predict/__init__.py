@@ -8,7 +8,8 @@ are river estimators, snapshotted with the stage's checkpoint.
 """
 
 from momently.predict.evaluation import ModelReport
-from momently.predict.predictor import Predictions, Predictor
+from momently.predict.predictions import Predictions
+from momently.predict.predictor import Predictor
 from momently.predict.settings import PredictSettings
 from momently.predict.state import PredictState
 

@@ -222,3 +222,18 @@ def context_x(history: Sequence[str]) -> Features:
         if len(history) > 1:
             x["prev"] = history[-2]
     return x
+
+
+def context_of(history: Sequence[str]) -> tuple[str | None, str | None]:
+    """The last and the one-before-last tokens of a history."""
+    last = history[-1] if history else None
+    prev = history[-2] if len(history) > 1 else None
+    return last, prev
+
+
+def own_evidence(history: Sequence[str], sequence: bool) -> dict[str, float]:
+    """The customer's own evidence: what followed their last touchpoint, or how often
+    each category came up."""
+    if sequence:
+        return successors_in(history, history[-1] if history else None)
+    return frequencies_in(history)

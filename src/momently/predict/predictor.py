@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -36,52 +35,27 @@ from momently.predict.affinity import (
     device_affinity,
     use_device,
 )
+from momently.predict.curve import ReceptivityCurve
 from momently.predict.delayed import pack, unpack
 from momently.predict.evaluation import BinaryTracker, HitTracker, ModelReport
 from momently.predict.exposures import Outcomes, count_hour, expire, on_engagement, on_exposure
+from momently.predict.localtime import hour_of_week
 from momently.predict.next_need import (
     NextNeed,
+    context_of,
     context_x,
-    frequencies_in,
     in_top_k,
-    successors_in,
+    own_evidence,
     top_k,
 )
 from momently.predict.population import Population
-from momently.predict.receptivity import (
-    Receptivity,
-    ReceptivityCurve,
-    customer_x,
-    hour_of_week,
-)
+from momently.predict.predictions import Predictions, Ranked
+from momently.predict.receptivity import Receptivity, customer_x
 from momently.predict.settings import PredictSettings
 from momently.predict.signals import CHANNELS, Signal, read_signal
 from momently.predict.state import PredictState, Snapshot
 from momently.predict.types import Features
 from momently.state.profile import Profile
-
-Ranked = tuple[tuple[str, float], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Predictions:
-    """What the models say about one customer at ``at_ms``; read by the decide layer."""
-
-    at_ms: int
-    propensity: float  # P(converts within the horizon)
-    receptivity: ReceptivityCurve  # P(engages) by local hour; .at(ms), .best_time(...)
-    engage_now: float  # P(engages) with a message delivered at ``at_ms``
-    channels: Mapping[str, float]  # P(engages) per channel
-    best_channel: str
-    devices: Mapping[str, float]  # share of recent use per device, largest first
-    active_device: str | None  # a device used within the active window, if any
-    fatigue: float  # P(opts out) after one more message now
-    next_touchpoints: Ranked  # top-k (token, probability)
-    next_categories: Ranked
-
-    def engage_at(self, ms: int) -> float:
-        """P(engages) with a message delivered at ``ms``."""
-        return self.receptivity.at(ms)
 
 
 def _p(probabilities: Mapping[Any, float]) -> float:
@@ -241,7 +215,7 @@ class Predictor:
         tracker = self.population.slots[name].tracker
         if history and isinstance(tracker, HitTracker) and tracker.due():
             k = self.settings.top_k
-            scores = model.scores(*_context(history), _own(history, sequence))
+            scores = model.scores(*context_of(history), own_evidence(history, sequence))
             tracker.update(in_top_k(scores, token, k), token in model.popular(k))
         self.population.learn(name, context_x(history), token)
         history.append(token)
@@ -303,7 +277,7 @@ class Predictor:
 
     def _ranked(self, name: str, history: list[str], sequence: bool) -> Ranked:
         model = cast(NextNeed, self.population.model(name))
-        scores = model.scores(*_context(history), _own(history, sequence))
+        scores = model.scores(*context_of(history), own_evidence(history, sequence))
         return tuple(top_k(scores, self.settings.top_k))
 
     # -- the population ------------------------------------------------------
@@ -320,17 +294,3 @@ class Predictor:
         """Start from stored snapshots; the models not restored start afresh."""
         self.population = Population(self.settings)
         return self.population.restore(snapshots)
-
-
-def _context(history: Sequence[str]) -> tuple[str | None, str | None]:
-    last = history[-1] if history else None
-    prev = history[-2] if len(history) > 1 else None
-    return last, prev
-
-
-def _own(history: Sequence[str], sequence: bool) -> dict[str, float]:
-    """The customer's own evidence: what followed their last touchpoint, or how often
-    each category came up."""
-    if sequence:
-        return successors_in(history, history[-1] if history else None)
-    return frequencies_in(history)

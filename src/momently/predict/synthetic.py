@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from momently.events import Event, from_ms
-from momently.predict.receptivity import zone
+from momently.predict.localtime import zone
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.state.profile import Profile, Stamped
 

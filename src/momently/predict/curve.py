@@ -1,0 +1,89 @@
+"""One customer's receptivity curve, frozen at prediction time and computed on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from momently.predict.localtime import hour_of_week, zone
+from momently.predict.receptivity import HOURS, PopulationRates, customer_x, posterior
+from momently.predict.settings import HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class ReceptivityCurve:
+    """One customer's receptivity, frozen at prediction time; computed on demand.
+
+    ``counts`` maps a local hour of week to the customer's (trials, wins).
+    """
+
+    timezone: str
+    counts: Mapping[int, tuple[int, int]]
+    population: PopulationRates
+    day_strength: float
+    hour_strength: float
+
+    def hour_rate(self, hour: int) -> float:
+        """P(engage) after a delivery at local hour of week ``hour``."""
+        x = customer_x(self.counts, hour)
+        return posterior(
+            self.population.rate(hour),
+            x["n"],
+            x["k"],
+            x["day_n"],
+            x["day_k"],
+            self.day_strength,
+            self.hour_strength,
+        )
+
+    def at(self, ms: int) -> float:
+        """P(engage) after a delivery at ``ms`` (an absolute time)."""
+        return self.hour_rate(hour_of_week(ms, self.timezone))
+
+    def weekly(self) -> tuple[float, ...]:
+        """P(engage) for each local hour of week, Monday 00:00 first."""
+        counts = self.counts
+        day_n, day_k = [0] * 24, [0] * 24
+        for hour, (n, k) in counts.items():
+            day_n[hour % 24] += n
+            day_k[hour % 24] += k
+        rate, day_s, hour_s = self.population.rate, self.day_strength, self.hour_strength
+        week = []
+        for hour in range(HOURS):
+            n, k = counts.get(hour, (0, 0))
+            d = hour % 24
+            week.append(posterior(rate(hour), n, k, day_n[d] - n, day_k[d] - k, day_s, hour_s))
+        return tuple(week)
+
+    def daily(self) -> tuple[float, ...]:
+        """P(engage) for each local hour of the day, averaged over the days of the week."""
+        week = self.weekly()
+        return tuple(sum(week[d * 24 + h] for d in range(7)) / 7 for h in range(24))
+
+    def best_hour(self) -> int:
+        """The local hour of the day (0–23) with the highest average P(engage)."""
+        daily = self.daily()
+        return max(range(24), key=lambda h: (daily[h], -h))
+
+    def best_hour_of_week(self) -> int:
+        """The local hour of week (0–167) with the highest P(engage)."""
+        week = self.weekly()
+        return max(range(HOURS), key=lambda h: (week[h], -h))
+
+    def best_time(self, start_ms: int, end_ms: int) -> int:
+        """The start of the most receptive hour between ``start_ms`` and ``end_ms``.
+
+        ``start_ms`` itself when it is the best (or the window is under an hour);
+        the earliest of equally good hours otherwise.
+        """
+        best, best_p = start_ms, self.at(start_ms)
+        local = datetime.fromtimestamp(start_ms / 1000, tz=UTC).astimezone(zone(self.timezone))
+        into = ((local.minute * 60 + local.second) * 1000) + local.microsecond // 1000
+        t = start_ms - into + HOUR  # the next local whole hour (zones may be off by 30 min)
+        while t < end_ms and t < start_ms + HOURS * HOUR:
+            p = self.at(t)
+            if p > best_p:
+                best, best_p = t, p
+            t += HOUR
+        return best
