@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 import msgspec
@@ -18,6 +19,11 @@ class MemoryOutboxStore:
         self._entries: dict[str, Entry] = {}
         self._live: set[str] = set()
         self._lock = threading.Lock()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """As the SQLite store's: here every write is already atomic on its own."""
+        yield
 
     def __enter__(self) -> MemoryOutboxStore:
         return self

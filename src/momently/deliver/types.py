@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from momently.deliver.message import OutboundMessage, SendResult
@@ -37,6 +38,10 @@ class OutboxStore(Protocol):
     deferral) and ``finish`` (to sent, dead or cancelled) succeed only for the
     claim the caller holds, named by its ``claims`` count.
     """
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes made inside share one durable commit (many sends, one fsync)."""
+        ...
 
     def put(self, entry: Entry) -> tuple[Entry, bool]:
         """Store ``entry`` unless its key exists; return what is stored, and if it is new."""

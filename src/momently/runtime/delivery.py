@@ -335,8 +335,9 @@ class Delivery:
         try:
             if self._behind:
                 self.reconcile()
-            for decision in decided.decisions:
-                self.submit(decision)
+            with self.outbox.store.batch():  # one fsync for the step's sends, not one each
+                for decision in decided.decisions:
+                    self.submit(decision)
             for decision_id, reason in sorted(decided.cancelled.items()):
                 done = self.outbox.cancel(decision_id=decision_id, reason=reason)
                 self._count("cancelled", len(done))
