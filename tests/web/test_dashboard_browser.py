@@ -108,7 +108,7 @@ def running_engine(
             await app(scope, receive, send)
 
     with (
-        serve(served, before_stop=feed.close) as url,
+        serve(served, closing=[feed.close]) as url,
         httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=30) as http,
     ):
         yield Engine(url, feed, http)

@@ -366,3 +366,29 @@ def test_live_stream_over_http_gets_events_from_a_thread_and_ends_on_close() -> 
                 for line in rest
             )
         assert feed.subscribers == 0
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_stopping_the_server_ends_open_streams(caplog: pytest.LogCaptureFixture) -> None:
+    """With the feed closed at shutdown, uvicorn never waits on a dashboard left open."""
+    feed = LiveFeed()
+    running = serve(app_with(feed), lifespan="off", closing=[feed.close])
+    url = running.__enter__()
+    stopped = False
+    try:
+        with (
+            httpx.Client(base_url=url, timeout=30) as http,
+            http.stream("GET", "/api/live", headers=BEARER) as answer,
+        ):
+            lines = answer.iter_lines()
+            assert next(lines) == "retry: 3000"
+            with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+                running.__exit__(None, None, None)  # returns once the server has stopped
+                stopped = True
+            assert [line for line in lines if line.startswith("event:")] == []
+    finally:
+        if not stopped:
+            running.__exit__(None, None, None)
+    assert not [r for r in caplog.records if "graceful shutdown" in r.getMessage()]
+    assert feed.closed and feed.subscribers == 0

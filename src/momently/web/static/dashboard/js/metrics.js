@@ -15,7 +15,7 @@ export function parsePrometheus(text) {
     if (!match) continue;
     const labels = {};
     for (const [, key, value] of (match[2] || "").matchAll(LABEL)) {
-      labels[key] = value.replace(/\\n/g, "\n").replace(/\\"/g, "\"").replace(/\\\\/g, "\\");
+      labels[key] = value.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
     }
     const value = match[3] === "+Inf" ? Infinity : Number(match[3]);
     (out[match[1]] ||= []).push({labels, value});
