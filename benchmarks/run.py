@@ -4,7 +4,8 @@ Each benchmark module has a ``main(argv) -> int`` that measures, prints its
 figures with the ratios against a baseline measured in the same run, and
 returns non-zero only when it could not measure. Names pick some of them
 (``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
-``ope``, ``bandit``, ``deliver``, ``cdnow``); none runs all.
+``ope``, ``bandit``, ``deliver``, ``cdnow``,
+``predict``, ``simulate``); none runs all.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ BENCHMARKS = (
     "bandit",
     "deliver",
     "cdnow",
+    "predict",
+    "simulate",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLite durability: FULL survives power loss, NORMAL only a crash (default FULL)",
     )
     serve.add_argument("--playbook", help="playbook YAML file (default: the example playbook)")
+    serve.add_argument("--public-url", help="this server's address as links in messages use it")
+    demo = commands.add_parser(
+        "demo", help="the engine with a simulated population in accelerated time, and the dashboard"
+    )
+    demo.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    demo.add_argument("--data-dir", default="demo-data", help="an empty directory, or --fresh")
+    demo.add_argument("--admin-key", help="bearer key of the admin API (default demo-admin-key)")
+    demo.add_argument("--customers", type=int, default=2_000, help="simulated customers")
+    demo.add_argument(
+        "--speed", type=float, default=600.0, help="simulated seconds per real second"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="the simulation's seed")
+    demo.add_argument("--fresh", action="store_true", help="empty the data directory first")
     playbook = commands.add_parser("playbook", help="check a playbook or print its JSON Schema")
     playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True)
     check = playbook_commands.add_parser("check", help="load a playbook and report its problems")
@@ -92,9 +107,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "store",
             "synchronous",
             "playbook",
+            "public_url",
         )  # fmt: skip
         if (value := getattr(args, name, None)) is not None
     }
+    if args.command == "demo":
+        given.setdefault("admin_key", "demo-admin-key")
+        given.setdefault("write_keys", ["demo-write-key"])
     if "write_keys" in given:
         given["write_keys"] = tuple(given["write_keys"])
     return Settings(**given)
@@ -123,7 +142,7 @@ def serve(settings: Settings) -> None:
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    app = create_app(settings, environ=os.environ)
     _tune_gc()
     print(f"momently {__version__} listening on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(
@@ -158,6 +177,61 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(settings: Settings, args: argparse.Namespace) -> None:
+    """``momently demo``: the embedded engine, a simulated population, the dashboard."""
+    import shutil
+    import threading
+
+    import uvicorn
+
+    from momently.moments.playbook import load_playbook
+    from momently.runtime.delivery import Routes
+    from momently.runtime.demo import Feeder, ScaledClock, SimulatorChannel
+    from momently.simulate import HOUR, Population, World
+    from momently.store import open_store
+    from momently.web.app import create_app
+
+    if args.customers < 1 or args.speed <= 0:
+        raise ConfigError("--customers must be at least 1 and --speed positive")
+    data = settings.data_dir
+    if (data / "momently.db").exists():
+        if not args.fresh:
+            raise ConfigError(f"{data} already holds a log: use an empty --data-dir, or --fresh")
+        shutil.rmtree(data)
+    data.mkdir(parents=True, exist_ok=True)
+    world = World(Population(args.customers, seed=args.seed))
+    lock = threading.Lock()
+    # The simulated day starts at 07:00, when people reach for their phones.
+    clock = ScaledClock(world.start_ms + 7 * HOUR, speed=args.speed)
+    store = open_store(settings.store_url)
+
+    def user_of(customer_id: str) -> str | None:
+        canonical = store.canonical(customer_id) or customer_id
+        return next((v for k, v in store.identities(canonical) if k == "user_id"), None)
+
+    simulated = SimulatorChannel(world, lock, user_of)
+    playbook = load_playbook(settings.playbook)
+    routes = Routes(routes={c.name: [simulated] for c in playbook.decide.channels})
+    app = create_app(
+        settings, store=store, clock=clock, playbook=playbook, environ=os.environ, routes=routes
+    )
+    feeder = Feeder(world, lock, app.state.writer, clock)
+    feeder.start()
+    url = f"http://{settings.host}:{settings.port}"
+    print(
+        f"momently demo: {args.customers:,} simulated customers at {args.speed:g}x\n"
+        f"  dashboard  {url}/dashboard  (admin key: {settings.admin_key})\n"
+        f"  API        {url}/docs",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+        )
+    finally:
+        feeder.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "playbook":
@@ -172,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "serve":
             serve(settings)
+        elif args.command == "demo":
+            demo(settings, args)
     except ValidationError as error:
         print(f"momently: bad settings:\n{error}", file=sys.stderr)
         return 2

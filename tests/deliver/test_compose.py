@@ -117,7 +117,7 @@ def test_failures_are_recorded_not_sent(composer: Composer, clock: FakeClock) ->
     box = Outbox(store, clock, {})
     cases = {
         "de-sms-toaster": (decision("sms"), profile(phones=[]), "the customer has no sms address"),
-        "de-push-toaster": (decision("push"), profile(), "no adapter for channel kind push"),
+        "de-push-toaster": (decision("push"), profile(), "the customer has no push address"),
         "de-email-broken": (
             decision("email", "broken"),
             profile(),

@@ -50,7 +50,7 @@ def test_click_redirects_and_emits(setup: tuple[TestClient, TrackingLinks, Sink]
             assert answer.headers["location"] == "https://shop.example/p/1?x=1"
     first, second = sink.events
     assert first == second  # same messageId: ingestion keeps one
-    assert first["type"] == "track" and first["event"] == "Email Link Clicked"
+    assert first["type"] == "track" and first["event"] == "Message Clicked"
     assert first["userId"] == "user-of-c1"
     assert first["properties"] == {
         "decision_id": "de-1", "channel": "email", "url": "https://shop.example/p/1?x=1",

@@ -370,19 +370,22 @@ class _Search:
     def _find_channels(self, offer: OfferSpec) -> list[tuple[ChannelSpec, str]]:
         tried: list[tuple[ChannelSpec, str]] = []
         seen: set[str] = set()
+        own = set(offer.channels)
         for name in offer.channels:
             channel: ChannelSpec | None = self.arbiter.channels[name]
             reason = "has a message"
             while channel is not None and channel.name not in seen:
                 seen.add(channel.name)
-                refusal = self._reachable(channel, offer)
-                if refusal is None:
-                    tried.append((channel, reason))
-                    break
-                self.bound.add(f"{refusal.check}: {refusal.reason}")
+                # A fallback serves only if the offer has a message written for it.
+                if channel.name in own:
+                    refusal = self._reachable(channel, offer)
+                    if refusal is None:
+                        tried.append((channel, reason))
+                        break
+                    self.bound.add(f"{refusal.check}: {refusal.reason}")
+                    reason = f"fallback from {channel.name} ({refusal.check})"
                 if channel.fallback is None:
                     break
-                reason = f"fallback from {channel.name} ({refusal.check})"
                 channel = self.arbiter.channels[channel.fallback]
         return tried
 

@@ -36,6 +36,7 @@ ENGAGED: Final = frozenset(
     {
         "Email Link Clicked",
         "Link Clicked",
+        "Message Clicked",
         "Push Notification Tapped",
         "In-App Message Clicked",
         "SMS Link Clicked",

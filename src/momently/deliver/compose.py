@@ -17,7 +17,7 @@ from momently.deliver.tracking import TrackingLinks
 from momently.moments.model import Moment
 from momently.state.profile import Profile
 
-ADAPTED = ("email", "sms", "web_push", "in_app", "webhook")
+ADAPTED = ("email", "sms", "web_push", "in_app", "webhook", "push")
 
 
 def address(channel: ChannelSpec, profile: Profile | None, device: str | None) -> str:
@@ -30,6 +30,8 @@ def address(channel: ChannelSpec, profile: Profile | None, device: str | None) -
         return profile.emails[0]
     if channel.kind == "sms" and profile.phones:
         return profile.phones[0]
+    if channel.kind == "push" and profile.push_tokens:
+        return profile.push_tokens[-1]  # native push goes through the provider configured
     if channel.kind == "in_app" and device:
         return device
     if channel.kind == "web_push":

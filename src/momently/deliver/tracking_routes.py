@@ -7,7 +7,7 @@ once. The customer is named in ``context.momently.customerId``; ``identity``
 (customer id -> ``{"userId": …}`` or ``{"anonymousId": …}``) adds the ids the
 ingestion path resolves. Opens are inflated by mail clients that prefetch images.
 
-* ``GET {prefix}/c/{token}`` — ``Email Link Clicked``, then 302 to the signed URL
+* ``GET {prefix}/c/{token}`` — ``Message Clicked``, then 302 to the signed URL
   (an expired but genuine link still redirects, without an event);
 * ``GET {prefix}/o/{token}.gif`` — ``Email Opened``, a 1x1 GIF (always, so a mail
   never shows a broken image);
@@ -43,7 +43,7 @@ PIXEL: Final = (
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 EVENTS: Final[dict[TokenKind, str]] = {
-    "click": "Email Link Clicked",
+    "click": "Message Clicked",  # any channel's link; properties.channel says which
     "open": "Email Opened",
     "unsubscribe": "Unsubscribed",
 }

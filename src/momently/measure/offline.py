@@ -37,6 +37,7 @@ REWARDING: Final = frozenset(
     {
         "Email Link Clicked",
         "Link Clicked",
+        "Message Clicked",
         "Push Notification Tapped",
         "In-App Message Clicked",
         "SMS Link Clicked",

@@ -49,7 +49,8 @@ _EXPOSURES: Final[dict[str, str | None]] = {
     "In App Message Viewed": "in_app",
     "Web Push Delivered": "web_push",
     "Web Push Received": "web_push",
-    "Message Delivered": None,  # channel from properties.channel
+    "Message Delivered": None,  # channel from properties.kind or properties.channel
+    "Message Sent": None,  # momently's own outbox: a provider accepted the message
 }
 _ENGAGEMENTS: Final[dict[str, str | None]] = {
     "Email Opened": "email",
@@ -85,7 +86,7 @@ _SYSTEM: Final = frozenset(
         "Push Notification Bounced",
         "SMS Sent",
         "SMS Bounced",
-        "Message Sent",
+        "Message Failed",
         "Message Bounced",
         "Location Updated",
         "Beacon Sighted",
@@ -168,7 +169,11 @@ def read_signal(event: Event, conversion_event: str) -> Signal:
     if name in _SYSTEM:
         return Signal("system")
     if name in _EXPOSURES:
-        channel = _EXPOSURES[name] or channel_of(event.properties.get("channel"))
+        channel = (
+            _EXPOSURES[name]
+            or channel_of(event.properties.get("kind"))
+            or channel_of(event.properties.get("channel"))
+        )
         return Signal("exposure", channel=channel) if channel else Signal("system")
     device, device_type = _device(event)
     token = name[:MAX_TOKEN]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,7 @@ from momently.runtime.delivery import (
     Delivery,
     DeliveryCollector,
     Ingest,
+    Routes,
     build_routes,
     tracking_secret,
 )
@@ -40,10 +42,26 @@ from momently.runtime.writer import Writer
 from momently.store import open_moment_store, open_store
 from momently.types import MomentStore, Store
 from momently.web.admin import admin_router
+from momently.web.dashboard import dashboard_router
 from momently.web.decisions_api import decisions_router
 from momently.web.deliveries_api import deliveries_router
+from momently.web.live import LiveFeed, live_router
 from momently.web.models_api import models_router
 from momently.web.moments_api import moments_router
+
+T = TypeVar("T")
+
+
+def both(first: Callable[[T], None], second: Callable[[T], None]) -> Callable[[T], None]:
+    """One callback that calls two, the second even if the first fails."""
+
+    def call(value: T) -> None:
+        try:
+            first(value)
+        finally:
+            second(value)
+
+    return call
 
 
 def create_app(
@@ -58,6 +76,7 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     outbox_store: OutboxStore | None = None,
     delivery_worker: bool = True,
+    routes: Routes | None = None,
 ) -> FastAPI:
     """The whole engine as one ASGI app; it closes its stages and stores on shutdown.
 
@@ -65,7 +84,8 @@ def create_app(
     from ``environ`` (the process environment, as the CLI passes it), before
     anything starts: a bad playbook or a missing secret raises here. With
     ``delivery_worker=False`` nothing sends by itself; a test drives
-    ``app.state.delivery.outbox.run_once()``.
+    ``app.state.delivery.outbox.run_once()``. ``routes`` replaces the providers the
+    playbook names (the demo sends everything to its simulated customers).
     """
     playbook = playbook or load_playbook(settings.playbook)
     detector = detector or MomentDetector(playbook)
@@ -73,7 +93,7 @@ def create_app(
     clock = clock or SystemClock()
     memory = (settings.store or "").startswith("memory:")
     hub = InAppHub(clock)
-    routes = build_routes(playbook.decide, environ, clock, hub)
+    routes = routes if routes is not None else build_routes(playbook.decide, environ, clock, hub)
     try:
         secret = tracking_secret(environ, None if memory else settings.data_dir)
     except BaseException:
@@ -94,8 +114,11 @@ def create_app(
     metrics = Metrics()
     runners: list[StageRunner] = []  # the stage starts after the writer it reads behind
 
+    live = LiveFeed()
+
     def committed(size: int, seconds: float) -> None:
         metrics.on_commit(size, seconds)
+        live.on_commit(size, seconds)
         for started in runners:
             started.wake()
 
@@ -116,8 +139,8 @@ def create_app(
         moment_store,
         detector,
         clock,
-        on_moments=metrics.on_moments,
-        on_decisions=delivery.on_decisions,
+        on_moments=both(metrics.on_moments, live.on_moments),
+        on_decisions=both(delivery.on_decisions, live.on_decisions),
     )
     runner = StageRunner(stage, tick_seconds=tick_seconds)
     runners.append(runner)
@@ -147,6 +170,7 @@ def create_app(
             yield
         finally:
             delivery.stop()
+            live.close()
             hub.close()
             writer.close()
             runner.close()
@@ -168,6 +192,7 @@ def create_app(
     app.state.delivery = delivery
     app.state.hub = hub
     app.state.signer = signer
+    app.state.live = live
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, error: InvalidInput) -> Response:
@@ -232,4 +257,6 @@ def create_app(
     )
     app.include_router(tracking_router(signer, emit, clock, identity=ingest.identity))
     app.include_router(inapp_router(hub, signer))
+    app.include_router(live_router(live, settings.admin_key, clock=SystemClock()))
+    app.include_router(dashboard_router(settings.admin_key))
     return app
