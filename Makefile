@@ -8,7 +8,7 @@ PORT ?= 8000
 DEBIAN_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system serve test lint bench clean
+.PHONY: setup system demo serve test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ system:
 	@command -v chromium >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); }
+
+demo: setup
+	$(BIN)/momently demo --host 127.0.0.1 --port $(PORT) --data-dir demo-data --fresh \
+		--admin-key $(ADMIN_KEY)
 
 serve: setup
 	$(BIN)/momently serve --host 127.0.0.1 --port $(PORT) --data-dir data \
@@ -40,4 +44,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) data demo-data .pytest_cache .mypy_cache .ruff_cache .hypothesis
