@@ -72,36 +72,43 @@ class Engine:
 
 @contextmanager
 def running_engine(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, *, live: bool = True, without: str = ""
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    live: bool = True,
+    without: tuple[str, ...] = (),
 ) -> Iterator[Engine]:
-    """The engine as ``momently serve`` builds it, plus the live feed and the dashboard;
-    ``live=False`` leaves ``/api/live`` out and ``without`` names a route to take away."""
-    feed = LiveFeed()
+    """The engine as ``momently serve`` builds it, with the live feed and the dashboard;
+    ``live=False`` and ``without`` answer 404 for those routes, as an older server would."""
+    own = LiveFeed()
 
-    # create_app has no hook for extra stage or writer callbacks yet: the two classes it
-    # builds them from are swapped for ones that also feed the live hub.
+    # Where create_app does not wire a live feed itself, the two classes it builds the
+    # stage's and the writer's callbacks from are swapped for ones that also feed ours.
     class WiredStage(MomentStage):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["on_moments"] = chained(kwargs.get("on_moments"), feed.on_moments)
-            kwargs["on_decisions"] = chained(kwargs.get("on_decisions"), feed.on_decisions)
+            kwargs["on_moments"] = chained(kwargs.get("on_moments"), own.on_moments)
+            kwargs["on_decisions"] = chained(kwargs.get("on_decisions"), own.on_decisions)
             super().__init__(*args, **kwargs)
 
     class WiredMetrics(Metrics):
         def on_commit(self, size: int, seconds: float) -> None:
             super().on_commit(size, seconds)
-            feed.on_commit(size, seconds)
+            own.on_commit(size, seconds)
 
     monkeypatch.setattr(app_module, "MomentStage", WiredStage)
     monkeypatch.setattr(app_module, "Metrics", WiredMetrics)
     settings = Settings(data_dir=data_dir, write_keys=(WRITE_KEY,), admin_key=ADMIN_KEY)
     store = SqliteStore(settings.data_dir / "momently.db", synchronous="NORMAL")
     app = create_app(settings, store=store, clock=FakeClock(START))
-    if live:
+    feed: LiveFeed | None = getattr(app.state, "live", None)
+    if feed is None:
+        feed = own
         app.include_router(live_router(feed, settings.admin_key))
-    app.include_router(dashboard_router(settings.admin_key))
+        app.include_router(dashboard_router(settings.admin_key))
+    hidden = set(without) | (set() if live else {"/api/live", "/api/live/token"})
 
     async def served(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == without:  # as a server without it
+        if scope["type"] == "http" and scope["path"] in hidden:  # as a server without them
             missing = JSONResponse(error_body("HTTPError", "Not Found"), status_code=404)
             await missing(scope, receive, send)
         else:
@@ -292,7 +299,7 @@ def test_the_key_is_asked_for_again_when_it_stops_working(page: Page, engine: En
 def test_without_a_live_stream_the_feed_polls_and_missing_routes_say_so(
     page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errors: list[str]
 ) -> None:
-    with running_engine(tmp_path / "data", monkeypatch, live=False, without="/api/lift") as old:
+    with running_engine(tmp_path / "data", monkeypatch, live=False, without=("/api/lift",)) as old:
         open_dashboard(page, old, status="polling")
         old.batch({"type": "track", "event": "Products Searched", **shopper("bo"),
                    "properties": {"query": "buy toaster"}})  # fmt: skip
