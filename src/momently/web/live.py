@@ -7,7 +7,10 @@ bounded queue: a client too slow to keep up loses the *oldest* events, not the
 newest, and is told how many with a ``dropped`` event, so a dashboard never
 shows a silently incomplete feed. The hub keeps the last few events so a
 stream that reconnects (``Last-Event-ID``, or ``?after=``) gets what it missed.
-``close()`` ends every stream, so the server can stop.
+``close()`` ends every stream, so the server can stop: uvicorn waits for every
+response in flight before it runs the app's shutdown, and an event stream never
+finishes by itself, so the feed must be closed when the server *begins* to stop
+(:class:`StreamClosingServer`), not in the lifespan's shutdown.
 
 Authentication: the browser's ``EventSource`` cannot send an ``Authorization``
 header, so ``POST /api/live/token`` (with the admin key as a Bearer token, like
@@ -36,14 +39,16 @@ import json
 import logging
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import uvicorn
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
@@ -518,3 +523,26 @@ def _encode(events: Iterable[LiveEvent], dropped: int, total: int) -> bytes:
         parts.append(f"event: dropped\ndata: {body}\n\n".encode())
     parts.extend(event.sse() for event in events)
     return b"".join(parts)
+
+
+class StreamClosingServer(uvicorn.Server):
+    """A uvicorn server that ends open streams as soon as it starts to stop.
+
+    uvicorn's shutdown waits for the responses in flight (for ever, unless a
+    graceful-shutdown timeout is set) before the app's lifespan shutdown runs, and
+    a dashboard's event stream never ends by itself: ``closing`` (``LiveFeed.close``,
+    the in-app hub's ``close``) runs first, on the server's loop, so SIGTERM or
+    Ctrl-C stops the server with a dashboard open.
+    """
+
+    def __init__(self, config: uvicorn.Config, closing: Sequence[Callable[[], None]]) -> None:
+        super().__init__(config)
+        self.closing = list(closing)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for close in self.closing:
+            try:
+                close()
+            except Exception:
+                log.exception("could not end open streams at shutdown")
+        await super().shutdown(sockets)
