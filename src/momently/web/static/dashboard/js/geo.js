@@ -30,18 +30,47 @@ function center(place) {
     points.reduce((a, p) => a + p[1], 0) / points.length];
 }
 
+const NEAR_M = 25_000; // positions further than this from every place are left off the map
+
+function distanceM([lat1, lon1], [lat2, lon2]) {
+  const k = Math.cos((((lat1 + lat2) / 2) * Math.PI) / 180);
+  return Math.hypot(lat1 - lat2, (lon1 - lon2) * k) * METRES_PER_DEGREE;
+}
+
+/** Which positions the map shows: those near a place (all of them if there is no place). */
+export function nearPlaces(places, positions) {
+  const centers = places.map(center).filter(Boolean);
+  if (!centers.length) return {shown: positions, away: []};
+  const shown = [];
+  const away = [];
+  for (const p of positions) {
+    const near = centers.some((c) => distanceM(c, [p.lat, p.lon]) <= NEAR_M);
+    (near ? shown : away).push(p);
+  }
+  return {shown, away};
+}
+
 /**
  * The map: places (circles and polygons) with their recent activity, customer
  * positions (a dot with its accuracy), an optional trail. onPick(customerId) on a click.
+ * Positions far from every place (a customer abroad) are left off, so the places stay
+ * readable; the caption says how many.
  */
 export function drawMap({places = [], positions = [], trail = [], activity = new Map(),
   onPick = null, height = 420} = {}) {
+  const {shown, away} = nearPlaces(places, positions);
+  positions = shown;
+  trail = nearPlaces(places, trail.map(([lat, lon]) => ({lat, lon}))).shown
+    .map((p) => [p.lat, p.lon]);
   const points = [
     ...places.flatMap(placePoints),
     ...positions.map((p) => [p.lat, p.lon]),
     ...trail,
   ].filter(([lat, lon]) => Number.isFinite(lat) && Number.isFinite(lon));
-  if (!points.length) return h("p", {class: "empty"}, "Nothing to draw yet.");
+  if (!points.length) {
+    return h("p", {class: "empty"}, away.length
+      ? `${away.length} positions, all far from the playbook's places.` : "Nothing to draw yet.");
+  }
   const lats = points.map((p) => p[0]);
   const lons = points.map((p) => p[1]);
   const lat0 = (Math.min(...lats) + Math.max(...lats)) / 2;
@@ -66,18 +95,20 @@ export function drawMap({places = [], positions = [], trail = [], activity = new
     preserveAspectRatio: "xMidYMid meet", role: "img", height,
     "aria-label": "places, geofences and recent customer positions"});
   const layer = s("g", {class: "map-layer"});
-  svg.append(s("rect", {class: "map-bg", x: box.x - box.w, y: box.y - box.h, width: box.w * 3,
-    height: box.h * 3}), layer);
+  // Background and graticule reach far past the box: the element's shape is not the box's.
+  const far = {x: box.x - 10 * unit, y: box.y - 10 * unit, size: 21 * unit};
+  svg.append(s("rect", {class: "map-bg", x: far.x, y: far.y, width: far.size, height: far.size}),
+    layer);
 
   // Graticule, every nice step in degrees.
   const step = nice(unit / 6);
   const grid = s("g", {class: "graticule"});
-  for (let lon = Math.floor(box.x / k / step) * step; lon * k <= box.x + box.w; lon += step) {
-    grid.append(s("line", {x1: lon * k, x2: lon * k, y1: box.y - box.h, y2: box.y + 2 * box.h,
+  for (let lon = Math.floor(far.x / k / step) * step; lon * k <= far.x + far.size; lon += step) {
+    grid.append(s("line", {x1: lon * k, x2: lon * k, y1: far.y, y2: far.y + far.size,
       "vector-effect": "non-scaling-stroke"}));
   }
-  for (let lat = Math.floor(-(box.y + box.h) / step) * step; -lat >= box.y; lat += step) {
-    grid.append(s("line", {x1: box.x - box.w, x2: box.x + 2 * box.w, y1: -lat, y2: -lat,
+  for (let lat = Math.floor(-(far.y + far.size) / step) * step; -lat >= far.y; lat += step) {
+    grid.append(s("line", {x1: far.x, x2: far.x + far.size, y1: -lat, y2: -lat,
       "vector-effect": "non-scaling-stroke"}));
   }
   layer.append(grid);
@@ -131,7 +162,10 @@ export function drawMap({places = [], positions = [], trail = [], activity = new
     s("line", {x1: sx, x2: sx + length, y1: sy, y2: sy, "vector-effect": "non-scaling-stroke"}),
     s("text", {x: sx, y: sy - font * 0.5, "font-size": font}, km < 1 ? `${km * 1000} m` : `${km} km`)));
   zoomable(svg, box);
-  return svg;
+  if (!away.length) return svg;
+  return h("figure", {class: "map-figure"}, svg, h("figcaption", {class: "muted"},
+    `${away.length} more ${away.length === 1 ? "position is" : "positions are"} more than ` +
+    `${NEAR_M / 1000} km from every place, off this map.`));
 }
 
 /** Wheel to zoom around the pointer, drag to pan, double-click to reset. */

@@ -133,8 +133,9 @@ export function showIngestion(container, snapshot, series) {
     h("section", {class: "card", id: "ingest-rate"}, h("h3", null, "Ingestion rate"),
       h("div", {class: "big"}, fmt.num(series.rate.last, 1), h("small", null, " events/s")),
       sparkline(series.rate.values, {width: 480, height: 80, label: "events per second"}),
-      h("p", {class: "muted"}, `${fmt.num(snapshot.accepted)} accepted since the server ` +
-        `started, ${fmt.num(snapshot.duplicates)} duplicates dropped; ` +
+      h("p", {class: "muted"}, `${fmt.num(snapshot.committed)} events committed since the ` +
+        `server started, ${fmt.num(snapshot.accepted)} of them through the tracking API; ` +
+        `${fmt.num(snapshot.duplicates)} duplicates dropped; ` +
         `${fmt.num(snapshot.eventsPerCommit, 1)} events per group commit.`)),
     h("section", {class: "card", id: "ingest-latency"}, h("h3", null, "Commit latency"),
       h("div", {class: "big"}, fmt.num(series.latency.last, 2), h("small", null, " ms p50 (recent)")),

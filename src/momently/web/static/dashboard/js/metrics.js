@@ -129,6 +129,9 @@ export class Ingestion {
     const now = Date.now();
     const metrics = text ? parsePrometheus(text) : {};
     const accepted = total(metrics, "momently_events_accepted_total");
+    // Every event the writer committed, whichever way it came (the HTTP API, an import, the
+    // demo's simulator): the rate is measured on this.
+    const committed = total(metrics, "momently_commit_events_sum");
     const buckets = metrics.momently_commit_seconds_bucket || [];
     const commitSum = total(metrics, "momently_commit_seconds_sum");
     const commitCount = total(metrics, "momently_commit_seconds_count");
@@ -136,7 +139,7 @@ export class Ingestion {
     let intervalP50 = null;
     if (regular && this.previous && text) {
       const seconds = (now - this.previous.at) / 1000;
-      perSecond = Math.max(0, accepted - this.previous.accepted) / seconds;
+      perSecond = Math.max(0, committed - this.previous.committed) / seconds;
       const delta = buckets.map((b) => ({
         labels: b.labels,
         value: b.value - (this.previous.buckets.get(b.labels.le) ?? 0),
@@ -150,13 +153,14 @@ export class Ingestion {
         this.latency.push(intervalP50);
       }
     }
-    if (regular || !this.previous) this.previous = {at: now, accepted, buckets: new Map(buckets.map((b) => [b.labels.le, b.value]))};
+    if (regular || !this.previous) this.previous = {at: now, committed, buckets: new Map(buckets.map((b) => [b.labels.le, b.value]))};
     const sizeSum = total(metrics, "momently_commit_events_sum");
     this.snapshot = {
       at: now,
       available: Boolean(text),
       perSecond: perSecond ?? this.snapshot?.perSecond ?? null,
       accepted,
+      committed,
       duplicates: total(metrics, "momently_events_duplicate_total"),
       rejected: metrics.momently_events_rejected_total || [],
       requests: metrics.momently_ingest_requests_total || [],
