@@ -77,9 +77,7 @@ class SimulatorChannel:
         offer = str(message.data.get("offer", ""))
         category = EXAMPLE_OFFERS.get(offer, "*")
         with self.lock:
-            send = Send(
-                user, message.kind, offer, category, self.world.now_ms, message.decision_id
-            )
+            send = Send(user, message.kind, offer, category, self.world.now_ms, message.decision_id)
             try:
                 answer = self.world.deliver(send)
             except KeyError as error:
