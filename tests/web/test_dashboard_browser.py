@@ -1,8 +1,9 @@
 """The dashboard end to end, in real headless Chromium against a real engine.
 
-The engine is built in-process as ``create_app`` builds it for ``momently
-serve``, with the live feed wired to the moment stage and the writer, and
-served by uvicorn on a free loopback port. Events go in through the Segment
+The engine is built in-process by ``create_app``, as for ``momently serve``
+(the live feed wired to the moment stage and the writer, the dashboard
+mounted), and served by uvicorn on a free loopback port, the feed closed as the
+server starts to stop. Events go in through the Segment
 batch API; the page must show the moments they cause as they happen, explain a
 decision and open the customer. Screenshots land in ``test-artifacts/dashboard``.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,13 @@ from fastapi.responses import JSONResponse
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
 from starlette.types import Receive, Scope, Send
 
-import momently.web.app as app_module
 from momently.clock import FakeClock
 from momently.config import Settings
 from momently.errors import error_body
-from momently.metrics import Metrics
-from momently.runtime.stage import MomentStage
 from momently.store.sqlite import SqliteStore
 from momently.web.app import create_app
 from momently.web.dashboard import dashboard_router
-from momently.web.live import LiveFeed, live_router
+from momently.web.live import LiveFeed
 from tests.conftest import ADMIN_KEY, START, WRITE_KEY
 from tests.web.serve import serve
 
@@ -47,15 +45,6 @@ FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 WAIT = 30_000  # ms: generous for a loaded 2-core machine; waits end as soon as the page is ready
 EVIL = "buy a toaster <img src=x onerror=\"document.title='pwned'\">"
-
-
-def chained(*callbacks: Callable[[Any], None] | None) -> Callable[[Any], None]:
-    def call(value: Any) -> None:
-        for callback in callbacks:
-            if callback is not None:
-                callback(value)
-
-    return call
 
 
 @dataclass
@@ -72,39 +61,14 @@ class Engine:
 
 @contextmanager
 def running_engine(
-    data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    live: bool = True,
-    without: tuple[str, ...] = (),
+    data_dir: Path, *, live: bool = True, without: tuple[str, ...] = ()
 ) -> Iterator[Engine]:
-    """The engine as ``momently serve`` builds it, with the live feed and the dashboard;
+    """The engine as ``momently serve`` builds it, live feed and dashboard included;
     ``live=False`` and ``without`` answer 404 for those routes, as an older server would."""
-    own = LiveFeed()
-
-    # Where create_app does not wire a live feed itself, the two classes it builds the
-    # stage's and the writer's callbacks from are swapped for ones that also feed ours.
-    class WiredStage(MomentStage):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["on_moments"] = chained(kwargs.get("on_moments"), own.on_moments)
-            kwargs["on_decisions"] = chained(kwargs.get("on_decisions"), own.on_decisions)
-            super().__init__(*args, **kwargs)
-
-    class WiredMetrics(Metrics):
-        def on_commit(self, size: int, seconds: float) -> None:
-            super().on_commit(size, seconds)
-            own.on_commit(size, seconds)
-
-    monkeypatch.setattr(app_module, "MomentStage", WiredStage)
-    monkeypatch.setattr(app_module, "Metrics", WiredMetrics)
     settings = Settings(data_dir=data_dir, write_keys=(WRITE_KEY,), admin_key=ADMIN_KEY)
     store = SqliteStore(settings.data_dir / "momently.db", synchronous="NORMAL")
     app = create_app(settings, store=store, clock=FakeClock(START))
-    feed: LiveFeed | None = getattr(app.state, "live", None)
-    if feed is None:
-        feed = own
-        app.include_router(live_router(feed, settings.admin_key))
-        app.include_router(dashboard_router(settings.admin_key))
+    feed: LiveFeed = app.state.live
     hidden = set(without) | (set() if live else {"/api/live", "/api/live/token"})
 
     async def served(scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,8 +86,8 @@ def running_engine(
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    with running_engine(tmp_path / "data", monkeypatch) as running:
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    with running_engine(tmp_path / "data") as running:
         yield running
 
 
@@ -297,9 +261,9 @@ def test_the_key_is_asked_for_again_when_it_stops_working(page: Page, engine: En
 
 
 def test_without_a_live_stream_the_feed_polls_and_missing_routes_say_so(
-    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errors: list[str]
+    page: Page, tmp_path: Path, errors: list[str]
 ) -> None:
-    with running_engine(tmp_path / "data", monkeypatch, live=False, without=("/api/lift",)) as old:
+    with running_engine(tmp_path / "data", live=False, without=("/api/lift",)) as old:
         open_dashboard(page, old, status="polling")
         old.batch({"type": "track", "event": "Products Searched", **shopper("bo"),
                    "properties": {"query": "buy toaster"}})  # fmt: skip
