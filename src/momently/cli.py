@@ -138,6 +138,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from momently.web.app import create_app
+    from momently.web.live import StreamClosingServer
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
@@ -145,7 +146,7 @@ def serve(settings: Settings) -> None:
     app = create_app(settings, environ=os.environ)
     _tune_gc()
     print(f"momently {__version__} listening on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -154,6 +155,9 @@ def serve(settings: Settings) -> None:
         http="httptools",
         access_log=False,
     )
+    # Open live streams (a dashboard, an in-app page) end when shutdown begins; uvicorn
+    # would otherwise wait for them before the lifespan's own shutdown runs.
+    StreamClosingServer(config, [app.state.live.close, app.state.hub.close]).run()
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -190,6 +194,7 @@ def demo(settings: Settings, args: argparse.Namespace) -> None:
     from momently.simulate import HOUR, Population, World
     from momently.store import open_store
     from momently.web.app import create_app
+    from momently.web.live import StreamClosingServer
 
     if args.customers < 1 or args.speed <= 0:
         raise ConfigError("--customers must be at least 1 and --speed positive")
@@ -224,10 +229,13 @@ def demo(settings: Settings, args: argparse.Namespace) -> None:
         f"  API        {url}/docs",
         flush=True,
     )
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    # The feeder stops first, while the writer it submits to is still open.
+    closing = [feeder.stop, app.state.live.close, app.state.hub.close]
     try:
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
-        )
+        StreamClosingServer(config, closing).run()
     finally:
         feeder.stop()
 
