@@ -1,0 +1,102 @@
+"""momently itself as a policy on the simulator: the real engine decides what to send.
+
+Every simulated event goes through the real pipeline in process — validation,
+the log, identity, the moment stage with its detectors, the online models and
+the decide step — on in-memory stores and a clock that follows simulated time;
+the sends it decides come back to the harness, which delivers them to the
+simulated customers (and so their answers, opens, clicks, purchases and
+opt-outs, flow back into the engine as events). The harness keeps its own
+holdout, so momently's own holdouts are switched off here: the comparison's
+control group is the same for every policy.
+
+Not modelled: a planned send that a purchase or an opt-out cancels inside the
+engine is still delivered by the harness's queue when it falls due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from momently.clock import FakeClock
+from momently.engine import Engine
+from momently.errors import InvalidInput
+from momently.moments.detector import MomentDetector
+from momently.moments.playbook import Playbook, load_playbook
+from momently.runtime.stage import Decided, MomentStage
+from momently.simulate.catalog import EXAMPLE_OFFERS
+from momently.simulate.events import to_event
+from momently.simulate.respond import Send
+from momently.simulate.types import Message
+from momently.store.memory import MemoryStore
+from momently.store.moments_memory import MemoryMomentStore
+
+
+def without_holdouts(playbook: Playbook) -> Playbook:
+    """The playbook with its global and per-offer holdouts at zero."""
+    offers = tuple(o.model_copy(update={"holdout": 0.0}) for o in playbook.decide.offers)
+    decide = playbook.decide.model_copy(update={"holdout": 0.0, "offers": offers})
+    return playbook.model_copy(update={"decide": decide})
+
+
+class EnginePolicy:
+    """The engine, in process, deciding for the simulated population."""
+
+    name = "momently"
+
+    def __init__(self, playbook: Playbook | None = None) -> None:
+        self.playbook = without_holdouts(playbook or load_playbook())
+        self.kinds = {c.name: c.kind for c in self.playbook.decide.channels}
+        self.clock = FakeClock(0)
+        self.store = MemoryStore()
+        self.engine = Engine(self.store)
+        self.stage = MomentStage(
+            self.store,
+            MemoryMomentStore(),
+            MomentDetector(self.playbook),
+            self.clock,
+            on_decisions=self._decided,
+        )
+        self._sends: list[Send] = []
+        self.refused = 0  # simulated messages the engine's validation refused
+
+    def _user(self, customer_id: str) -> str | None:
+        canonical = self.store.canonical(customer_id) or customer_id
+        return next((v for k, v in self.store.identities(canonical) if k == "user_id"), None)
+
+    def _decided(self, decided: Decided) -> None:
+        for decision in decided.decisions:
+            if decision.action == "silent" or decision.offer is None:
+                continue
+            user = self._user(decision.customer_id)
+            if user is None or decision.channel is None or decision.send_at_ms is None:
+                continue
+            self._sends.append(
+                Send(
+                    user,
+                    self.kinds.get(decision.channel, decision.channel),
+                    decision.offer,
+                    EXAMPLE_OFFERS.get(decision.offer, "*"),
+                    decision.send_at_ms,
+                    decision.decision_id,
+                )
+            )
+
+    def _drain(self) -> list[Send]:
+        sends, self._sends = self._sends, []
+        return sends
+
+    def on_event(self, event: Message) -> Sequence[Send]:
+        try:
+            parsed = to_event(event)
+        except InvalidInput:
+            self.refused += 1
+            return []
+        self.engine.ingest([parsed])
+        self.clock.set(max(self.clock.now_ms(), parsed.timestamp_ms))
+        self.stage.catch_up()
+        return self._drain()
+
+    def on_tick(self, now_ms: int) -> Sequence[Send]:
+        self.clock.set(max(self.clock.now_ms(), now_ms))
+        self.stage.tick()
+        return self._drain()
