@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     check = playbook_commands.add_parser("check", help="load a playbook and report its problems")
     check.add_argument("file", nargs="?", help="playbook YAML file (default: the example)")
     playbook_commands.add_parser("schema", help="print the playbook's JSON Schema")
+    simulate = commands.add_parser(
+        "simulate", help="compare momently with a brand's usual policies on a simulated population"
+    )
+    simulate.add_argument("--customers", type=int, default=1_000, help="simulated customers")
+    simulate.add_argument("--days", type=int, default=14, help="simulated days")
+    simulate.add_argument("--seed", type=int, default=1, help="the population's seed")
+    simulate.add_argument("--holdout", type=float, default=0.1, help="global holdout share")
+    simulate.add_argument("--report", help="write an HTML report with plots here")
     evaluate = commands.add_parser(
         "evaluate", help="replay a log: the models' prequential metrics and the decisions' value"
     )
@@ -160,6 +168,44 @@ def serve(settings: Settings) -> None:
     StreamClosingServer(config, [app.state.live.close, app.state.hub.close]).run()
 
 
+def simulate_command(args: argparse.Namespace) -> int:
+    """``momently simulate``: momently against batch-and-blast and plain triggers."""
+    from momently.simulate import (
+        BatchAndBlast,
+        EventTriggers,
+        NoMessages,
+        Population,
+        compare,
+        true_effect,
+        write_report,
+    )
+    from momently.simulate.engine_policy import EnginePolicy
+    from momently.simulate.types import Policy
+
+    if args.customers < 1 or args.days < 1 or not 0 < args.holdout < 1:
+        raise ConfigError("--customers and --days must be positive, --holdout in (0, 1)")
+    population = Population(args.customers, seed=args.seed)
+    policies: list[Policy] = [NoMessages(), BatchAndBlast(), EventTriggers(), EnginePolicy()]
+    results = compare(policies, population, days=args.days, holdout=args.holdout)
+    silent = results[0]
+    truth = {r.policy: true_effect(r, silent) for r in results[1:]}
+    print(f"{args.customers:,} customers, {args.days} days, {args.holdout:.0%} holdout")
+    head = f"{'policy':<16}{'messages':>9}{'opt-outs':>9}{'conv':>7}{'revenue':>11}"
+    print(f"{head}  conv. lift [95% CI]")
+    for r in results:
+        c = r.conversion
+        print(
+            f"{r.policy:<16}{r.delivered:>9,}{r.opt_outs:>9,}{r.conversions:>7,}{r.revenue:>11,.0f}"
+            f"  {c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
+        )
+    for name, (rate, revenue) in truth.items():
+        print(f"  true effect of {name}: conversion {rate:+.4f}, revenue/customer {revenue:+.2f}")
+    if args.report:
+        path = write_report(args.report, results, truth=truth)
+        print(f"report: {path}")
+    return 0
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     """``momently evaluate --data-dir DIR [--policy FILE]``."""
     from pathlib import Path
@@ -244,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "playbook":
         return playbook_command(args)
+    if args.command == "simulate":
+        try:
+            return simulate_command(args)
+        except (ConfigError, OSError) as error:
+            print(f"momently: {error}", file=sys.stderr)
+            return 2
     if args.command == "evaluate":
         try:
             return evaluate_command(args)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from momently.cli import main
 from momently.moments.playbook import load_playbook
 from momently.simulate import NoMessages, Population, compare
 from momently.simulate.engine_policy import EnginePolicy, without_holdouts
@@ -25,3 +30,17 @@ def test_the_engine_decides_and_the_simulated_customers_answer() -> None:
     # the simulated customers' answers came back into the engine as events
     names = {r.event.event for r in policy.store.read_log(0, 1_000_000)}
     assert names & {"Push Notification Tapped", "Email Opened", "Order Completed"}
+
+
+def test_momently_simulate_prints_the_comparison_and_writes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.html"
+    assert main(["simulate", "--customers", "40", "--days", "2", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    for policy in ("no-messages", "batch-and-blast", "event-triggers", "momently"):
+        assert policy in out
+    assert "true effect of momently" in out
+    page = report.read_text()
+    assert page.startswith("<!doctype html") and "<svg" in page and "momently" in page
+    assert main(["simulate", "--customers", "0"]) == 2
