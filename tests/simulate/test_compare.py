@@ -162,3 +162,30 @@ def test_showing_a_policy_less_changes_nothing_but_speed() -> None:
         wide.revenue,
         wide.opt_outs,
     )
+
+
+class ChangesItsMind:
+    """Plans one message per customer for tomorrow, then withdraws every other one."""
+
+    name = "changes-its-mind"
+    wants = frozenset({"identify"})
+
+    def on_event(self, event: Message) -> Sequence[Send]:
+        user = str(event["userId"])
+        return [Send(user, "email", "o", "toasters", START + DAY, f"plan-{user}")]
+
+    def on_tick(self, now_ms: int) -> Sequence[Send]:
+        return ()
+
+    def still_wanted(self, send: Send) -> bool:
+        return int(send.customer.rsplit("-", 1)[1]) % 2 == 0
+
+
+def test_a_policy_may_withdraw_a_planned_send() -> None:
+    people = Population(60, seed=2)
+    world = World(people)
+    result = run_policy(ChangesItsMind(), world, days=2, holdout=0.0)
+    assert result.refused.get("withdrawn", 0) > 0
+    odd = [c.index for c in people if c.index % 2]
+    assert int(world.tally.messages[odd].sum()) == 0
+    assert result.delivered > 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +46,7 @@ class RunResult:
     requested: int  # sends the policy asked for
     delivered: int  # messages that reached a treated customer
     held_out: int  # sends withheld from held-out customers
-    refused: dict[str, int]  # sends not delivered, by reason (unsubscribed, no address, ...)
+    refused: dict[str, int]  # not delivered, by reason (unsubscribed, no address, withdrawn...)
     conversions: int
     revenue: float
     attributed: int  # orders straight after a clicked message
@@ -85,10 +85,14 @@ def run_policy(
     counts = Counter[str]()
     queue: list[tuple[int, int, Send]] = []
 
+    still_wanted: Callable[[Send], bool] | None = getattr(policy, "still_wanted", None)
+
     def deliver(send: Send) -> None:
         index = people.index_of(send.customer)
         if index is None:
             refused["unknown customer"] += 1
+        elif still_wanted is not None and not still_wanted(send):
+            refused["withdrawn"] += 1
         elif held[index]:
             counts["held_out"] += 1
         else:

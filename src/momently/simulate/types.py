@@ -24,6 +24,8 @@ class Policy(Protocol):
     (``identify``, ``page`` and ``screen`` name those calls): the harness then
     builds and shows it only those, and the rest still happen unseen — far
     faster for a policy that reads little. Without it, it sees every event.
+    And it may have ``still_wanted(send) -> bool``, asked when a send falls
+    due: False withdraws it (a purchase or an opt-out cancelled it meanwhile).
     """
 
     name: str
