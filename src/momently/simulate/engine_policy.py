@@ -9,8 +9,8 @@ opt-outs, flow back into the engine as events). The harness keeps its own
 holdout, so momently's own holdouts are switched off here: the comparison's
 control group is the same for every policy.
 
-Not modelled: a planned send that a purchase or an opt-out cancels inside the
-engine is still delivered by the harness's queue when it falls due.
+A planned send that a purchase or an opt-out cancels inside the engine is
+withdrawn when it falls due (:meth:`EnginePolicy.still_wanted`).
 """
 
 from __future__ import annotations
@@ -95,6 +95,13 @@ class EnginePolicy:
         self.clock.set(max(self.clock.now_ms(), parsed.timestamp_ms))
         self.stage.catch_up()
         return self._drain()
+
+    def still_wanted(self, send: Send) -> bool:
+        """Whether a planned send still stands: not if the engine called it off."""
+        if send.decision_id is None:
+            return True
+        decision = self.stage.moments.decision(send.decision_id)
+        return decision is None or decision.status != "cancelled"
 
     def on_tick(self, now_ms: int) -> Sequence[Send]:
         self.clock.set(max(self.clock.now_ms(), now_ms))
