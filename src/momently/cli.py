@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from momently import __version__
@@ -94,12 +95,6 @@ def playbook_command(args: argparse.Namespace) -> int:
         f" {len(playbook.journeys)} journeys"
     )
     return 0
-
-
-def yaml_error() -> type[Exception]:
-    import yaml
-
-    return yaml.YAMLError
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -299,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         try:
             return evaluate_command(args)
-        except (ConfigError, ValidationError, OSError, yaml_error()) as error:
+        except (ConfigError, ValidationError, OSError, yaml.YAMLError) as error:
             print(f"momently: {error}", file=sys.stderr)
             return 2
     try:

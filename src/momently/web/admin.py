@@ -17,6 +17,29 @@ from momently.state.profile import normal_email, normal_phone
 from momently.types import Store
 from momently.web import models
 
+MAX_MS = 2**62  # times beyond this are refused (SQLite holds signed 64-bit integers)
+
+
+def millis(description: str) -> Any:
+    """A query parameter holding a time in ms since the epoch, within what the stores hold."""
+    return Query(ge=-MAX_MS, le=MAX_MS, description=description)
+
+
+def page_cursor(cursor: str | None, prefix: str) -> tuple[int, str] | None:
+    """A ``next`` cursor this API gave out, ``"{at_ms}~{id}"``; InvalidInput otherwise.
+
+    >>> page_cursor("12~de-1", "de-")
+    (12, 'de-1')
+    """
+    if cursor is None:
+        return None
+    at, sep, key = cursor.partition("~")
+    if not sep or not at.lstrip("-").isdigit() or len(at) > 19 or not key.startswith(prefix):
+        raise InvalidInput("not a cursor this API gave out", "cursor")
+    if abs(int(at)) > MAX_MS:
+        raise InvalidInput("not a cursor this API gave out", "cursor")
+    return int(at), key
+
 
 class NotFound(InvalidInput):
     status = 404

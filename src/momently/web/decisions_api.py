@@ -11,21 +11,12 @@ from momently.decide.records import ACTIONS, DecisionQuery
 from momently.errors import InvalidInput
 from momently.types import MomentStore, Store
 from momently.web import models
-from momently.web.admin import NotFound, admin_guard, find_customer
+from momently.web.admin import NotFound, admin_guard, find_customer, millis, page_cursor
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
     404: {"model": models.Error, "description": "no such customer or decision"},
 }
-
-
-def _cursor(cursor: str | None) -> tuple[int, str] | None:
-    if cursor is None:
-        return None
-    at, sep, decision = cursor.partition("~")
-    if not sep or not at.lstrip("-").isdigit() or len(at) > 19 or not decision.startswith("de-"):
-        raise InvalidInput("not a cursor this API gave out", "cursor")
-    return int(at), decision
 
 
 def decisions_router(store: Store, moments: MomentStore, admin_key: str | None) -> APIRouter:
@@ -41,8 +32,11 @@ def decisions_router(store: Store, moments: MomentStore, admin_key: str | None) 
         action: Annotated[str | None, Query(description=", ".join(ACTIONS))] = None,
         offer: Annotated[str | None, Query(max_length=100)] = None,
         status: Annotated[str | None, Query(max_length=40)] = None,
-        since: Annotated[int | None, Query(description="from this time (ms since epoch)")] = None,
-        until: Annotated[int | None, Query(description="before this time (ms since epoch)")] = None,
+        since: Annotated[int | None, millis("from this time (ms since epoch)")] = None,
+        until: Annotated[
+            int | None,
+            millis("before this time (ms since epoch)"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(description="`next` from the previous page")] = None,
     ) -> dict[str, Any]:
@@ -58,7 +52,7 @@ def decisions_router(store: Store, moments: MomentStore, admin_key: str | None) 
             status=status,
             since_ms=since,
             until_ms=until,
-            before=_cursor(cursor),
+            before=page_cursor(cursor, "de-"),
             limit=limit + 1,
         )
         found = moments.decisions(query)

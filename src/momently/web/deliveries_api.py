@@ -30,7 +30,7 @@ from momently.runtime.delivery import Delivery
 from momently.state.profile import Profile, apply_event, new_profile
 from momently.types import MomentStore, Store
 from momently.web import models
-from momently.web.admin import admin_guard, find_customer
+from momently.web.admin import admin_guard, find_customer, millis
 
 CONVERSION: Final = "Order Completed"
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -217,8 +217,11 @@ def deliveries_router(
     @router.get("/api/lift", response_model=LiftReport)
     def get_lift(
         window_h: Annotated[float, Query(gt=0, le=24 * 90, description="attribution window")] = 72,
-        since: Annotated[int | None, Query(description="decisions from (ms since epoch)")] = None,
-        until: Annotated[int | None, Query(description="decisions before (ms since epoch)")] = None,
+        since: Annotated[int | None, millis("decisions from (ms since epoch)")] = None,
+        until: Annotated[
+            int | None,
+            millis("decisions before (ms since epoch)"),
+        ] = None,
         seed: Annotated[int, Query(ge=0, description="the bootstrap's seed")] = 0,
     ) -> dict[str, Any]:
         """Conversion rate and revenue per customer, treated against held out, per offer,

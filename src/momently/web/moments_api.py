@@ -16,21 +16,12 @@ from momently.moments.world import WorldEvent
 from momently.runtime.stage import StageRunner
 from momently.types import MomentStore, Store
 from momently.web import models
-from momently.web.admin import NotFound, admin_guard, find_customer
+from momently.web.admin import NotFound, admin_guard, find_customer, millis, page_cursor
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
     404: {"model": models.Error, "description": "no such customer or journey"},
 }
-
-
-def _cursor(cursor: str | None) -> tuple[int, str] | None:
-    if cursor is None:
-        return None
-    at, sep, moment = cursor.partition("~")
-    if not sep or not at.lstrip("-").isdigit() or len(at) > 19 or not moment.startswith("mo-"):
-        raise InvalidInput("not a cursor this API gave out", "cursor")
-    return int(at), moment
 
 
 def moments_router(
@@ -51,8 +42,11 @@ def moments_router(
         customer: Annotated[str | None, Query(description="any identifier of the customer")] = None,
         kind: Annotated[str | None, Query(description=", ".join(MOMENT_KINDS))] = None,
         name: Annotated[str | None, Query(max_length=200)] = None,
-        since: Annotated[int | None, Query(description="from this time (ms since epoch)")] = None,
-        until: Annotated[int | None, Query(description="before this time (ms since epoch)")] = None,
+        since: Annotated[int | None, millis("from this time (ms since epoch)")] = None,
+        until: Annotated[
+            int | None,
+            millis("before this time (ms since epoch)"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(description="`next` from the previous page")] = None,
     ) -> dict[str, Any]:
@@ -66,7 +60,7 @@ def moments_router(
             name=name,
             since_ms=since,
             until_ms=until,
-            before=_cursor(cursor),
+            before=page_cursor(cursor, "mo-"),
             limit=limit + 1,
         )
         found = moments.moments(query)
@@ -88,8 +82,8 @@ def moments_router(
     @router.get("/api/journeys/{name}", response_model=models.JourneyReport)
     def journey_report(
         name: str,
-        since: Annotated[int | None, Query(description="runs updated from (ms)")] = None,
-        until: Annotated[int | None, Query(description="runs started before (ms)")] = None,
+        since: Annotated[int | None, millis("runs updated from (ms)")] = None,
+        until: Annotated[int | None, millis("runs started before (ms)")] = None,
         top: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> dict[str, Any]:
         """Funnel, conversion between stages, median time between stages, drop-off, top paths."""
