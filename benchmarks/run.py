@@ -4,7 +4,7 @@ Each benchmark module has a ``main(argv) -> int`` that measures, prints its
 figures with the ratios against a baseline measured in the same run, and
 returns non-zero only when it could not measure. Names pick some of them
 (``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
-``ope``, ``bandit``, ``deliver``, ``cdnow``,
+``ope``, ``bandit``, ``deliver``, ``moment_to_send``, ``cdnow``,
 ``predict``, ``simulate``); none runs all.
 """
 
@@ -27,6 +27,7 @@ BENCHMARKS = (
     "ope",
     "bandit",
     "deliver",
+    "moment_to_send",
     "cdnow",
     "predict",
     "simulate",
