@@ -73,6 +73,26 @@ def test_an_engagement_teaches_the_bandit_and_expiry_teaches_it_too() -> None:
     assert step.on_time(state, NOON + 3 * HOUR).learned == 1 and not state.pending
 
 
+def test_a_purchase_naming_no_decision_credits_the_latest_one_sent() -> None:
+    """Last touch: the purchase teaches the bandit through the latest send whose moment is
+    still open; one not yet sent, or whose window closed, gets nothing."""
+    step = decider(arbitration={"exploration": 0.0})
+    state = DecideState()
+    [first] = step.decide(state, [moment(NOON, ttl=4 * HOUR)], profile(), Signals())
+    upset = moment(NOON + 2 * HOUR, ttl=4 * HOUR, kind="friction")
+    [latest] = step.decide(state, [upset], profile(), Signals())
+    assert first.action == latest.action == "send" and len(state.pending) == 2
+    before = step.bandit.n_updates
+    out = step.on_event(state, track("Order Completed", NOON + 3 * HOUR, revenue=20))
+    assert out.learned == 1 and step.bandit.n_updates == before + 1
+    assert [p.decision_id for p in state.pending] == [first.decision_id]
+    # the first's window is still open: a second purchase is credited to it
+    assert step.on_event(state, track("Order Completed", NOON + 3 * HOUR + 1)).learned == 1
+    assert not state.pending
+    # nothing pending: a purchase teaches nothing
+    assert step.on_event(state, track("Order Completed", NOON + 4 * HOUR)).learned == 0
+
+
 def test_learning_moves_relevance_for_that_offer() -> None:
     step = decider(arbitration={"exploration": 0.0})
     context = {"kind=buy": 1.0}

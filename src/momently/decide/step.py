@@ -8,7 +8,9 @@ and the second sees the first's reservation (a cap of one cannot be passed
 twice). Time is the moment's own (event time), so a replay decides the same.
 
 Feedback closes the loop here too: an engagement event naming a decision
-(``properties.decision_id``) teaches the bandit that the offer was relevant;
+(``properties.decision_id``) teaches the bandit that the offer was relevant, and
+so does a purchase that names none, credited last-touch to the latest decision
+already sent whose moment is still open;
 a decision whose moment expires without one teaches it that it was not. A
 purchase resolves the customer's pending *scheduled* sends, and an opt-out
 cancels the marketing ones; their cap reservations are given back.
@@ -30,7 +32,7 @@ from momently.decide.signals import Signals
 from momently.decide.spec import DecideSpec
 from momently.events import Event
 from momently.moments.model import Moment
-from momently.state.profile import Profile
+from momently.state.profile import Profile, consent_updates
 
 ENGAGED: Final = frozenset(
     {
@@ -67,6 +69,13 @@ class DecideState(msgspec.Struct, omit_defaults=True):
 
     contacts: Contacts = msgspec.field(default_factory=Contacts)
     pending: list[Pending] = []
+
+
+def _last_touch(pending: Sequence[Pending], now_ms: int) -> str | None:
+    """The decision a purchase that names none is credited to: the latest one already sent
+    whose attribution window (until its moment expires) is still open; none if none."""
+    sent = [p for p in pending if p.send_at_ms <= now_ms < p.until_ms]
+    return max(sent, key=lambda p: p.send_at_ms).decision_id if sent else None
 
 
 @dataclass(slots=True)
@@ -107,6 +116,7 @@ class Decider:
         self.arbiter = Arbiter(spec, BanditRelevance(self.bandit))
         self._offers = {o.id: o for o in spec.offers}
         self._features = {o.id: offer_features(o) for o in spec.offers}
+        self._kinds = {c.name: c.kind for c in spec.channels}
         self.dirty = False  # the bandit learned since the last snapshot
 
     @property
@@ -176,10 +186,15 @@ class Decider:
         out = Outcome()
         now = event.timestamp_ms
         self._expire(state, now, out)
+        refused = [k for k, (granted, _) in consent_updates(event).items() if not granted]
+        if refused and state.pending:
+            self._withdraw(state, now, out, refused)
         name = event.event if event.type == "track" else None
         if name is None:
             return out
         decided = event.properties.get("decision_id") or event.properties.get("decisionId")
+        if name == "Order Completed" and not isinstance(decided, str):
+            decided = _last_touch(state.pending, now)
         if name in ENGAGED and isinstance(decided, str):
             for pending in state.pending:
                 if pending.decision_id == decided:
@@ -188,8 +203,6 @@ class Decider:
             state.pending = [p for p in state.pending if p.decision_id != decided]
         if name == "Order Completed":
             self._cancel(state, now, out, "the customer bought already", marketing_only=False)
-        elif name in OPT_OUT:
-            self._cancel(state, now, out, "the customer opted out", marketing_only=True)
         return out
 
     def on_time(self, state: DecideState, now_ms: int) -> Outcome:
@@ -220,6 +233,25 @@ class Decider:
             later = pending.send_at_ms > now
             if later and (not marketing_only or pending.purpose == "marketing"):
                 out.cancelled.append((pending.decision_id, reason))
+                state.contacts.cancel(pending.decision_id)
+            else:
+                kept.append(pending)
+        state.pending = kept
+
+    def _withdraw(self, state: DecideState, now: int, out: Outcome, refused: list[str]) -> None:
+        """Cancel the later sends an opt-out forbids: ``<scope>:<purpose>`` keys, the scope
+        a channel name, a channel kind or ``all`` (a bare purpose means all channels)."""
+        channels = {c.decision: c.channel for c in state.contacts.items}
+        scopes = [k.rpartition(":")[::-2] if ":" in k else (k, "all") for k in refused]
+        kept = []
+        for pending in state.pending:
+            channel = channels.get(pending.decision_id, "")
+            covered = ("all", channel, self._kinds.get(channel))
+            if pending.send_at_ms > now and any(
+                purpose == pending.purpose and scope in covered for purpose, scope in scopes
+            ):
+                why = f"the customer opted out of {pending.purpose} on {channel}"
+                out.cancelled.append((pending.decision_id, why))
                 state.contacts.cancel(pending.decision_id)
             else:
                 kept.append(pending)
