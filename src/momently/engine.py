@@ -15,7 +15,7 @@ from typing import TypeVar
 from momently.events import Event
 from momently.identity import identity_keys, new_customer_id, resolve
 from momently.state.profile import Profile, apply_event, merge_profiles, new_profile
-from momently.types import Changes, IdentityKey, Store
+from momently.types import Changes, Fence, IdentityKey, Store
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -76,6 +76,9 @@ class Engine:
         # Keys the store was just asked about and does not know: valid only inside
         # one ingest_groups, before its commit binds any of them.
         self._unowned: set[IdentityKey] = set()
+        # Distributed mode: the partition owner's fencing token and stream position,
+        # checked and stored by the store in each commit (see momently.distributed).
+        self.fence: Fence | None = None
 
     def owner(self, key: IdentityKey) -> str | None:
         found = self._owners.get(key)
@@ -164,7 +167,8 @@ class Engine:
                 accepted += 1
             results.append(IngestResult(accepted, len(group) - accepted))
         if records:
-            self.store.commit(records, Changes(pending.profiles, pending.owners, pending.merged))
+            changes = Changes(pending.profiles, pending.owners, pending.merged, self.fence)
+            self.store.commit(records, changes)
             for key, customer in pending.owners.items():
                 self._remember(self._owners, key, customer)
             for loser in pending.merged:

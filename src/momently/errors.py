@@ -11,6 +11,7 @@
     │   └── Unauthorized        unknown or missing write key / admin key
     ├── Overloaded              the engine cannot take more right now (429 + Retry-After)
     ├── Unavailable             the store failed to commit; nothing was written (503 + Retry-After)
+    ├── Fenced                  a partition's lease passed to a newer owner; the write was refused
     └── ConfigError             bad settings at start-up
 """
 
@@ -95,3 +96,13 @@ class Unavailable(MomentlyError):
 
 class ConfigError(MomentlyError):
     """Settings that cannot work, found at start-up."""
+
+
+class Fenced(MomentlyError):
+    """A write carried an older fencing token than the store has seen: the partition's
+    lease passed to another worker, and this one must stop writing it (nothing was written)."""
+
+    def __init__(self, token: int, current: int) -> None:
+        super().__init__(f"fencing token {token} is older than the store's {current}")
+        self.token = token
+        self.current = current

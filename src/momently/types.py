@@ -25,12 +25,25 @@ class LogRecord(msgspec.Struct, frozen=True):
     event: Event
 
 
+class Fence(msgspec.Struct, frozen=True):
+    """A partition owner's fencing token and the stream position a commit covers.
+
+    Distributed mode only (momently.distributed): a store refuses a commit whose
+    token is older than one it has committed (raising ``Fenced``), and keeps the
+    position with the state in the same transaction.
+    """
+
+    token: int
+    position: int = 0
+
+
 class Changes(msgspec.Struct):
     """State written in the same transaction as the events that caused it."""
 
     profiles: dict[str, Profile] = {}
     identities: dict[IdentityKey, str] = {}
     merged: dict[str, str] = {}  # loser customer id -> winner
+    fence: Fence | None = None  # checked and stored atomically with the rest
 
 
 class Store(Protocol):

@@ -44,6 +44,7 @@ class MomentBatch(msgspec.Struct, kw_only=True):
     models: dict[str, ModelSnapshot] = {}  # population models as of ``checkpoint``, by name
     decisions: list[Decision] = []  # one per moment decided in this step
     cancelled: dict[str, str] = {}  # decision id -> why its planned send was called off
+    fence: int | None = None  # distributed mode: refused if older than a committed token
 
 
 class MomentQuery(msgspec.Struct, kw_only=True, frozen=True):

@@ -95,6 +95,8 @@ class MomentStage:
         self.failed = 0
         self.predict_failed = 0
         self.position = moments.checkpoint()
+        # Distributed mode: the partition owner's fencing token, checked by the store.
+        self.fence: int | None = None
         self.predictor = predictor or Predictor()
         self.decider = decider or Decider(detector.playbook.decide)
         self._restore_models()
@@ -227,6 +229,7 @@ class MomentStage:
                 models=self._models(),
                 decisions=decided.decisions,
                 cancelled=decided.cancelled,
+                fence=self.fence,
             )
         )
         for customer, state in states.items():

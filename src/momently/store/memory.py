@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from momently.events import Event
 from momently.state.profile import Profile
-from momently.types import Changes, IdentityKey, LogRecord
+from momently.store.fence_sql import check_memory
+from momently.types import Changes, Fence, IdentityKey, LogRecord
 
 
 class MemoryStore:
@@ -21,6 +22,7 @@ class MemoryStore:
         self._identities: dict[IdentityKey, str] = {}
         self._profiles: dict[str, Profile] = {}
         self._merged: dict[str, str] = {}
+        self._fence: Fence | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -30,6 +32,8 @@ class MemoryStore:
         fresh = [(c, e) for c, e in records if e.message_id not in self._messages]
         if len(fresh) != len(records) or len({e.message_id for _, e in records}) != len(records):
             raise ValueError("commit takes only messages the log has not seen, once each")
+        if changes.fence is not None:
+            self._fence = check_memory(self._fence, changes.fence)
         seqs = []
         for customer_id, event in fresh:
             seq = len(self._log) + 1
@@ -46,6 +50,9 @@ class MemoryStore:
                 if target == loser:
                     self._merged[old] = winner
         return seqs
+
+    def fence(self) -> Fence | None:
+        return self._fence
 
     def known_messages(self, message_ids: Sequence[str]) -> set[str]:
         return {m for m in message_ids if m in self._messages}

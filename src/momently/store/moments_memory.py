@@ -10,6 +10,8 @@ from momently.decide.records import matches as decision_matches
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
+from momently.store.fence_sql import check_memory
+from momently.types import Fence
 
 
 def matches(moment: Moment, query: MomentQuery) -> bool:
@@ -35,12 +37,15 @@ class MemoryMomentStore:
         self._models: dict[str, ModelSnapshot] = {}
         self._decisions: dict[str, Decision] = {}
         self._checkpoint = 0
+        self._fence: Fence | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MemoryMomentStore:
         return cls()
 
     def commit(self, batch: MomentBatch) -> None:
+        if batch.fence is not None:
+            self._fence = check_memory(self._fence, Fence(batch.fence))
         for moment in batch.moments:
             self._moments.setdefault(moment.moment_id, moment)
         for customer in batch.dropped:

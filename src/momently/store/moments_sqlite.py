@@ -23,7 +23,8 @@ from momently.errors import ConfigError
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
-from momently.store import decisions_sql
+from momently.store import decisions_sql, fence_sql
+from momently.types import Fence
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -96,6 +97,8 @@ class SqliteMomentStore:
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if batch.fence is not None:
+                fence_sql.check_and_set(conn, Fence(batch.fence))
             conn.executemany(
                 "INSERT OR IGNORE INTO moments (moment_id, customer_id, kind, name, at_ms, body)"
                 " VALUES (?,?,?,?,?,?)",

@@ -21,7 +21,8 @@ import msgspec
 from momently.errors import ConfigError
 from momently.events import Event, decode_event, encode_event
 from momently.state.profile import Profile
-from momently.types import Changes, IdentityKey, LogRecord
+from momently.store import fence_sql
+from momently.types import Changes, Fence, IdentityKey, LogRecord
 
 SCHEMA_VERSION: Final = 2  # 2: profile bodies are JSON, not msgpack
 _SCHEMA: Final = """
@@ -155,6 +156,8 @@ class SqliteStore:
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if changes.fence is not None:
+                fence_sql.check_and_set(conn, changes.fence)
             seqs = _insert(
                 conn, "INSERT INTO events (message_id, customer_id, ts_ms, payload)", log
             )
@@ -171,6 +174,10 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         return seqs
+
+    def fence(self) -> Fence | None:
+        """Distributed mode: the newest fencing token and stream position committed."""
+        return fence_sql.read(self._reader)
 
     def known_messages(self, message_ids: Sequence[str]) -> set[str]:
         if not message_ids:
