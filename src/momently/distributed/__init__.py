@@ -1,0 +1,6 @@
+"""Distributed mode: the embedded engine partitioned by customer over NATS JetStream.
+
+``log`` appends events to a partitioned JetStream stream, ``lease`` places
+partition owners with leases in JetStream KV, ``worker`` runs the embedded
+stages for the partitions a process owns. nats-py is imported only here.
+"""
