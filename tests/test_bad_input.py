@@ -107,7 +107,7 @@ def nested(depth: int) -> str:
 
 
 def metric(app: App, name: str, **labels: str) -> float:
-    text = app.client.get("/metrics").text
+    text = app.client.get("/metrics", headers=app.admin).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and sample.labels == labels:

@@ -13,6 +13,8 @@ import yaml
 from pydantic import ValidationError
 
 from momently import __version__
+from momently.auth.cli import add_parser as add_keys_parser
+from momently.auth.cli import keys_command
 from momently.config import Settings
 from momently.errors import ConfigError
 from momently.moments.loader import PlaybookError
@@ -33,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
         help="a write key the tracking API accepts (repeatable; or MOMENTLY_WRITE_KEYS)",
     )
     serve.add_argument("--admin-key", help="bearer key of the admin API (or MOMENTLY_ADMIN_KEY)")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        help="a browser origin allowed to call the API (repeatable; or MOMENTLY_CORS_ORIGINS)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        help="requests per second per key without its own limit (or MOMENTLY_RATE_LIMIT)",
+    )
     serve.add_argument("--store", help="store URL, e.g. sqlite:///var/momently.db")
     serve.add_argument(
         "--synchronous",
@@ -72,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--data-dir", default="data", help="the data directory to evaluate")
     evaluate.add_argument("--policy", help="YAML of lever changes to evaluate off-policy")
+    add_keys_parser(commands)
     return parser
 
 
@@ -111,14 +125,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "synchronous",
             "playbook",
             "public_url",
+            "cors_origins",
+            "rate_limit",
         )  # fmt: skip
         if (value := getattr(args, name, None)) is not None
     }
     if args.command == "demo":
         given.setdefault("admin_key", "demo-admin-key")
         given.setdefault("write_keys", ["demo-write-key"])
-    if "write_keys" in given:
-        given["write_keys"] = tuple(given["write_keys"])
+    for name in ("write_keys", "cors_origins"):
+        if name in given:
+            given[name] = tuple(given[name])
     return Settings(**given)
 
 
@@ -288,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         try:
             return simulate_command(args)
+        except (ConfigError, OSError) as error:
+            print(f"momently: {error}", file=sys.stderr)
+            return 2
+    if args.command == "keys":
+        try:
+            return keys_command(args)
         except (ConfigError, OSError) as error:
             print(f"momently: {error}", file=sys.stderr)
             return 2

@@ -5,6 +5,7 @@ The environment is read here and nowhere else (``MOMENTLY_*`` variables).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     write_keys: Annotated[tuple[str, ...], NoDecode] = ()
     admin_key: str | None = None
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="browser origins allowed to call the API (CORS), e.g. https://shop.example"
+    )
+    rate_limit: float | None = Field(
+        None, gt=0, description="requests per second per key, for keys without a limit of their own"
+    )
     store: str | None = Field(None, description="store URL; default sqlite in data_dir")
     synchronous: str = Field("FULL", pattern="^(FULL|NORMAL|OFF)$")
     max_pending_events: int = Field(100_000, ge=1)
@@ -34,7 +41,7 @@ class Settings(BaseSettings):
         "default http://{host}:{port}",
     )
 
-    @field_validator("write_keys", mode="before")
+    @field_validator("write_keys", "cors_origins", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -46,6 +53,14 @@ class Settings(BaseSettings):
     def _keys_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(not k or k != k.strip() for k in value):
             raise ValueError("write keys may not be blank or padded with spaces")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^\s/]+", origin):
+                raise ValueError(f"a CORS origin is scheme://host[:port] or *, not {origin!r}")
         return value
 
     @property

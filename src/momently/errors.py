@@ -8,8 +8,10 @@
     │   ├── PayloadTooLarge     a body or message over the Segment size limits
     │   ├── BadEncoding         bad gzip or an unsupported content encoding
 │   ├── UnsupportedMediaType  a content type the endpoint does not take
-    │   └── Unauthorized        unknown or missing write key / admin key
+    │   ├── Unauthorized        unknown or missing write key / admin key
+    │   └── Forbidden           a known key without the scope the endpoint needs
     ├── Overloaded              the engine cannot take more right now (429 + Retry-After)
+    │   └── RateLimited         one key went over its rate limit (429 + Retry-After)
     ├── Unavailable             the store failed to commit; nothing was written (503 + Retry-After)
     ├── Fenced                  a partition's lease passed to a newer owner; the write was refused
     └── ConfigError             bad settings at start-up
@@ -78,11 +80,25 @@ class Unauthorized(InvalidInput):
     status = 401
 
 
+class Forbidden(InvalidInput):
+    """A known key that lacks the scope the endpoint needs."""
+
+    status = 403
+
+
 class Overloaded(MomentlyError):
     """Backpressure: the client should retry after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: int = 1) -> None:
         super().__init__(f"overloaded, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class RateLimited(Overloaded):
+    """One key sent more requests than its rate limit allows."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        MomentlyError.__init__(self, f"rate limit of this key exceeded, retry after {retry_after}s")
         self.retry_after = retry_after
 
 

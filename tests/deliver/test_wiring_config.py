@@ -204,7 +204,7 @@ def test_a_send_on_a_channel_without_a_provider_is_dead_and_logged(
     assert failed["properties"]["offer"] is None  # the decision is not in the moment store
     stats = rig.get("/api/deliveries/stats")
     assert stats["outbox"]["dead"] == 1 and stats["counts"]["unroutable"] == 1
-    metrics = rig.client.get("/metrics").text
+    metrics = rig.client.get("/metrics", headers=rig.admin).text
     assert 'momently_outbox_entries{state="dead"} 1.0' in metrics
     assert 'momently_delivery_total{what="unroutable"} 1.0' in metrics
     # held-out and silent decisions never reach the outbox

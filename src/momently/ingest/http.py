@@ -86,11 +86,11 @@ class TrackingAPI:
     async def single(self, request: Request, kind: str) -> Response:
         received_ms = self.clock.now_ms()
         header_key = basic_user(request.headers.get("authorization"))
-        if header_key is not None:
-            self.keys.source_of(header_key)
+        # A key in the header is checked (and rate-limited) once, before the body is read.
+        source = self.keys.source_of(header_key) if header_key is not None else None
         data = await self._body(request, MAX_MESSAGE_BYTES)
         raw = decode_message(data)
-        source = self.keys.source_of(header_key or raw.write_key)
+        source = source or self.keys.source_of(raw.write_key)
         event = normalise(
             raw,
             received_ms=received_ms,
@@ -108,11 +108,10 @@ class TrackingAPI:
     async def batch(self, request: Request) -> Response:
         received_ms = self.clock.now_ms()
         header_key = basic_user(request.headers.get("authorization"))
-        if header_key is not None:
-            self.keys.source_of(header_key)
+        source = self.keys.source_of(header_key) if header_key is not None else None
         data = await self._body(request, MAX_BATCH_BYTES)
         envelope = decode_batch(data)
-        source = self.keys.source_of(header_key or envelope.write_key)
+        source = source or self.keys.source_of(envelope.write_key)
         events, errors = normalise_batch(
             envelope, received_ms=received_ms, source=source, ip=_client_ip(request)
         )

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Query
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from momently.errors import InvalidInput, Unauthorized
+from momently.errors import InvalidInput
 from momently.identity import KINDS
 from momently.runtime.writer import Writer
 from momently.state.profile import normal_email, normal_phone
 from momently.types import Store
 from momently.web import models
+from momently.web.auth import AdminAuth, as_access
 
 MAX_MS = 2**62  # times beyond this are refused (SQLite holds signed 64-bit integers)
 
@@ -45,9 +44,10 @@ class NotFound(InvalidInput):
     status = 404
 
 
-_bearer = HTTPBearer(auto_error=False, description="the admin key")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
+    403: {"model": models.Error, "description": "the admin key lacks the scope needed"},
+    429: {"model": models.Error, "description": "the key is over its rate limit"},
     404: {"model": models.Error, "description": "no such customer"},
 }
 
@@ -68,23 +68,13 @@ def find_customer(store: Store, identifier: str, field: str = "id") -> str:
     raise NotFound(f"no customer is known by {identifier!r}", field)
 
 
-def admin_guard(admin_key: str | None) -> Callable[..., None]:
-    """A FastAPI dependency that lets through only ``Authorization: Bearer <admin key>``."""
-
-    def require_admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if admin_key is None:
-            raise Unauthorized("the admin API is off: start the server with an admin key")
-        if credentials is None or not hmac.compare_digest(
-            credentials.credentials.encode(), admin_key.encode()
-        ):
-            raise Unauthorized("missing or wrong admin key", "Authorization")
-
-    return require_admin
+def admin_guard(admin_key: AdminAuth) -> Callable[..., object]:
+    """A FastAPI dependency that lets through only ``Authorization: Bearer <admin key>``
+    holding the scope the request needs (:mod:`momently.web.auth`)."""
+    return as_access(admin_key).guard()
 
 
-def admin_router(store: Store, writer: Writer, admin_key: str | None) -> APIRouter:
+def admin_router(store: Store, writer: Writer, admin_key: AdminAuth) -> APIRouter:
     """The admin API; every route but health needs ``Authorization: Bearer <admin key>``."""
     open_routes = APIRouter(tags=["admin"])
     router = APIRouter(

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,8 +25,8 @@ from momently.deliver.tracking import TokenSigner, TrackingLinks
 from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
 from momently.engine import Engine
-from momently.errors import InvalidInput, Overloaded, Unavailable, error_body
-from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
+from momently.errors import InvalidInput, Overloaded, RateLimited, Unavailable, error_body
+from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
 from momently.metrics import Metrics
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
@@ -42,6 +43,7 @@ from momently.runtime.writer import Writer
 from momently.store import open_moment_store, open_store
 from momently.types import MomentStore, Store
 from momently.web.admin import admin_router
+from momently.web.auth import Access, KeyedWriteKeys, open_access
 from momently.web.dashboard import dashboard_router
 from momently.web.decisions_api import decisions_router
 from momently.web.deliveries_api import deliveries_router
@@ -147,7 +149,8 @@ def create_app(
     metrics.pending.set_function(lambda: writer.pending)
     metrics.moment_position.set_function(lambda: stage.position)
     metrics.registry.register(DeliveryCollector(delivery))
-    tracking = TrackingAPI(writer, WriteKeys(settings.write_keys), clock, metrics)
+    access: Access = open_access(settings, clock, memory=memory)
+    tracking = TrackingAPI(writer, KeyedWriteKeys(access), clock, metrics)
 
     def emit(event: dict[str, object]) -> None:
         # Committed before the answer: an unsubscribe holds before the next decision.
@@ -177,6 +180,7 @@ def create_app(
             delivery.close()
             moment_store.close()
             store.close()
+            access.close()
 
     app = FastAPI(
         title="momently",
@@ -193,6 +197,16 @@ def create_app(
     app.state.hub = hub
     app.state.signer = signer
     app.state.live = live
+    app.state.access = access
+    if settings.cors_origins:  # browser SDKs on the brand's own pages
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "content-encoding"],
+            expose_headers=["retry-after"],
+            max_age=600,
+        )
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, error: InvalidInput) -> Response:
@@ -208,6 +222,15 @@ def create_app(
         metrics.requests.labels(request.url.path, "429").inc()
         return json_response(
             error_body("Overloaded", str(error)),
+            429,
+            headers={"Retry-After": str(error.retry_after)},
+        )
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, error: RateLimited) -> Response:
+        metrics.requests.labels(request.url.path, "429").inc()
+        return json_response(
+            error_body("RateLimited", str(error)),
             429,
             headers={"Retry-After": str(error.retry_after)},
         )
@@ -243,20 +266,18 @@ def create_app(
             headers=dict(error.headers or {}),
         )
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(access.guard("read"))])
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(tracking.router())
-    app.include_router(admin_router(store, writer, settings.admin_key))
-    app.include_router(moments_router(store, moment_store, runner, playbook, settings.admin_key))
-    app.include_router(models_router(store, runner, settings.admin_key))
-    app.include_router(decisions_router(store, moment_store, settings.admin_key))
-    app.include_router(
-        deliveries_router(store, moment_store, delivery, signer, clock, settings.admin_key)
-    )
+    app.include_router(admin_router(store, writer, access))
+    app.include_router(moments_router(store, moment_store, runner, playbook, access))
+    app.include_router(models_router(store, runner, access))
+    app.include_router(decisions_router(store, moment_store, access))
+    app.include_router(deliveries_router(store, moment_store, delivery, signer, clock, access))
     app.include_router(tracking_router(signer, emit, clock, identity=ingest.identity))
     app.include_router(inapp_router(hub, signer))
-    app.include_router(live_router(live, settings.admin_key, clock=SystemClock()))
-    app.include_router(dashboard_router(settings.admin_key))
+    app.include_router(live_router(live, access, clock=SystemClock()))
+    app.include_router(dashboard_router(access))
     return app

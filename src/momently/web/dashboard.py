@@ -20,6 +20,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from momently.errors import error_body
+from momently.web.auth import AdminAuth, as_access
 
 ROOT: Final = resources.files("momently.web").joinpath("static/dashboard")
 TYPES: Final = {
@@ -51,7 +52,7 @@ def _files(folder: Traversable, prefix: str = "") -> dict[str, Traversable]:
     return found
 
 
-def dashboard_router(admin_key: str | None, *, prefix: str = "/dashboard") -> APIRouter:
+def dashboard_router(admin_key: AdminAuth, *, prefix: str = "/dashboard") -> APIRouter:
     """``GET /dashboard`` (the page) and ``GET /dashboard/static/{path}`` (its files).
 
     The page and its files hold nothing secret, so they are served without the
@@ -59,10 +60,11 @@ def dashboard_router(admin_key: str | None, *, prefix: str = "/dashboard") -> AP
     no admin key configured, the page says that the admin API is off.
     """
     files = _files(ROOT)
+    enabled = as_access(admin_key).enabled
     router = APIRouter(include_in_schema=False)
 
     def page() -> Response:
-        name = "index.html" if admin_key is not None else "off.html"
+        name = "index.html" if enabled else "off.html"
         return Response(files[name].read_bytes(), media_type=TYPES[".html"], headers=HEADERS)
 
     @router.get(prefix)

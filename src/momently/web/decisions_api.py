@@ -12,6 +12,7 @@ from momently.errors import InvalidInput
 from momently.types import MomentStore, Store
 from momently.web import models
 from momently.web.admin import NotFound, admin_guard, find_customer, millis, page_cursor
+from momently.web.auth import AdminAuth
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
@@ -19,7 +20,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def decisions_router(store: Store, moments: MomentStore, admin_key: str | None) -> APIRouter:
+def decisions_router(store: Store, moments: MomentStore, admin_key: AdminAuth) -> APIRouter:
     """``GET /api/decisions`` and ``GET /api/decisions/{id}``."""
     router = APIRouter(
         tags=["decisions"], dependencies=[Depends(admin_guard(admin_key))], responses=_ERRORS

@@ -31,6 +31,7 @@ from momently.state.profile import Profile, apply_event, new_profile
 from momently.types import MomentStore, Store
 from momently.web import models
 from momently.web.admin import admin_guard, find_customer, millis
+from momently.web.auth import AdminAuth
 
 CONVERSION: Final = "Order Completed"
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -143,7 +144,7 @@ def deliveries_router(
     delivery: Delivery,
     signer: TokenSigner,
     clock: Clock,
-    admin_key: str | None,
+    admin_key: AdminAuth,
 ) -> APIRouter:
     """Routes under ``/api`` for deliveries, previews, in-app tokens and lift."""
     router = APIRouter(

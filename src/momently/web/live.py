@@ -55,6 +55,7 @@ from pydantic import BaseModel
 
 from momently.clock import Clock, SystemClock
 from momently.errors import Unauthorized, error_body
+from momently.web.auth import Access, AdminAuth, as_access, bearer_token
 
 if TYPE_CHECKING:
     from momently.moments.model import Moment
@@ -413,11 +414,14 @@ class LiveToken(BaseModel):
     stream: str
 
 
-def _is_admin(request: Request, admin_key: str) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode(), admin_key.encode()
-    )
+def _is_admin(request: Request, access: Access) -> bool:
+    """Whether the request carries an admin key with the read scope (a key without
+    it is a 403, one over its rate limit a 429: those propagate)."""
+    try:
+        access.admin(bearer_token(request), "read")
+    except Unauthorized:
+        return False
+    return True
 
 
 def _refuse(error: Unauthorized) -> JSONResponse:
@@ -436,7 +440,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def live_router(
     feed: LiveFeed,
-    admin_key: str | None,
+    admin_key: AdminAuth,
     *,
     token_ttl_s: float = 60.0,
     heartbeat_s: float = 15.0,
@@ -450,14 +454,19 @@ def live_router(
     (``dropped``: events this stream lost since the last report, ``total``).
     A comment line every ``heartbeat_s`` keeps idle connections open.
     """
-    mint = None if admin_key is None else TokenMint(admin_key, clock or SystemClock(), token_ttl_s)
+    access = as_access(admin_key)
+    mint = (
+        TokenMint(access.stream_secret, clock or SystemClock(), token_ttl_s)
+        if access.enabled
+        else None
+    )
     router = APIRouter(tags=["live"], responses=_ERRORS)
 
     def refusal(request: Request, token: str | None) -> JSONResponse | None:
-        if admin_key is None or mint is None:
+        if mint is None:
             return _refuse(Unauthorized(_OFF))
         if token is None:
-            if _is_admin(request, admin_key):
+            if _is_admin(request, access):
                 return None
             return _refuse(Unauthorized("missing admin key or stream token", "token"))
         try:
@@ -469,9 +478,9 @@ def live_router(
     @router.post("/api/live/token", response_model=LiveToken)
     def live_token(request: Request) -> Any:
         """A token for ``GET /api/live``, valid for a minute (``Authorization: Bearer``)."""
-        if admin_key is None or mint is None:
+        if mint is None:
             return _refuse(Unauthorized(_OFF))
-        if not _is_admin(request, admin_key):
+        if not _is_admin(request, access):
             return _refuse(Unauthorized("missing or wrong admin key", "Authorization"))
         token, expires = mint.mint()
         return JSONResponse(

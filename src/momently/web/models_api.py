@@ -15,6 +15,7 @@ from momently.runtime.stage import StageRunner
 from momently.types import Store
 from momently.web import models
 from momently.web.admin import admin_guard, find_customer
+from momently.web.auth import AdminAuth
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
@@ -102,7 +103,7 @@ def predictions_body(customer: str, found: Predictions) -> dict[str, Any]:
     }
 
 
-def models_router(store: Store, runner: StageRunner, admin_key: str | None) -> APIRouter:
+def models_router(store: Store, runner: StageRunner, admin_key: AdminAuth) -> APIRouter:
     """Routes under ``/api`` for the online models."""
     router = APIRouter(
         tags=["models"], dependencies=[Depends(admin_guard(admin_key))], responses=_ERRORS

@@ -17,6 +17,7 @@ from momently.runtime.stage import StageRunner
 from momently.types import MomentStore, Store
 from momently.web import models
 from momently.web.admin import NotFound, admin_guard, find_customer, millis, page_cursor
+from momently.web.auth import AdminAuth
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
@@ -29,7 +30,7 @@ def moments_router(
     moments: MomentStore,
     runner: StageRunner,
     playbook: Playbook,
-    admin_key: str | None,
+    admin_key: AdminAuth,
 ) -> APIRouter:
     """Routes under ``/api`` for moments, journeys, world events and the playbook."""
     router = APIRouter(
