@@ -1,0 +1,284 @@
+"""``momently worker``: owns partitions of the stream and runs their shards.
+
+The loop, every round::
+
+    leases ── acquire free or expired partitions (compare-and-set in KV), renew held ones
+       │      (a lease lost means the shard closes at once: its writes would be fenced)
+    fetch  ── one pull request per owned partition, all at once; a request returns as
+       │      soon as messages are there, or after ``fetch_wait_s``
+    apply  ── each partition's batch through its shard, in one thread (the engine and the
+       │      stage are single-writer); the stream position commits with the state
+    ack    ── one ack per batch (AckAll on the last message)
+
+On acquiring a partition the worker (re)creates the partition's durable pull
+consumer to start after the position its store committed, so the stream
+delivers exactly what the shard has not applied; a former owner's fetches then
+fail, because its consumer is gone, and its writes fail, because the store has
+the newer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from momently.clock import Clock
+from momently.distributed.lease import DEFAULT_TTL_MS, Lease, Leases
+from momently.distributed.log import LogSettings, connect, ensure_stream
+from momently.distributed.metrics import PartitionMetrics
+from momently.distributed.partition import subject
+from momently.distributed.shard import Shard
+from momently.errors import Fenced
+from momently.events import Event, decode_event
+from momently.moments.detector import MomentDetector
+from momently.runtime.stage import Decided
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What a worker needs; built once from flags by the CLI."""
+
+    log: LogSettings
+    store_url: str  # with {partition}, e.g. sqlite:///data/p{partition}.db
+    moments_url: str  # with {partition}
+    partitions: tuple[int, ...]
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_ttl_ms: int = DEFAULT_TTL_MS
+    batch: int = 1_000
+    fetch_wait_s: float = 0.25
+    leases_bucket: str = ""
+
+    @property
+    def bucket(self) -> str:
+        return self.leases_bucket or f"{self.log.stream}_leases"
+
+
+class Worker:
+    """The partitions one process owns, and the loop that feeds them."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        detector: MomentDetector,
+        clock: Clock,
+        *,
+        on_decisions: Callable[[int], Callable[[Decided], None] | None] | None = None,
+        metrics: PartitionMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.clock = clock
+        self._on_decisions = on_decisions
+        self.metrics = metrics or PartitionMetrics(clock)
+        self.shards: dict[int, Shard] = {}
+        self.leases: dict[int, Lease] = {}
+        self._subs: dict[int, JetStreamContext.PullSubscription] = {}
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="momently-shard")
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: Leases | None = None
+        self.ready = False
+
+    # -- start and stop ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._client = await connect(self.settings.log, f"momently-worker-{self.settings.owner}")
+        self._js = self._client.jetstream()
+        await ensure_stream(self._js, self.settings.log)
+        self._kv = await Leases.open(
+            self._js,
+            self.settings.bucket,
+            self.settings.owner,
+            self.clock,
+            ttl_ms=self.settings.lease_ttl_ms,
+            replicas=self.settings.log.replicas,
+        )
+        self.ready = True
+
+    async def stop(self, release: bool = True) -> None:
+        """Close every shard; with ``release`` give the leases back for others to take now."""
+        for partition in sorted(self.shards):
+            await self._drop(partition, release=release)
+        self._executor.shutdown(wait=True)
+        if self._client is not None:
+            await self._client.close()
+        self.ready = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until ``stop`` is set."""
+        while not stop.is_set():
+            await self.round()
+
+    # -- one round -----------------------------------------------------------------
+
+    async def round(self) -> int:
+        """Balance leases, then fetch and apply once for every owned partition."""
+        await self.balance()
+        if not self._subs:
+            await asyncio.sleep(self.settings.fetch_wait_s)
+            return 0
+        owned = sorted(self._subs)
+        fetched = await asyncio.gather(*(self._fetch(p) for p in owned))
+        done = 0
+        for partition, msgs in zip(owned, fetched, strict=True):
+            if partition in self.shards:
+                done += await self._apply(partition, msgs)
+        return done
+
+    async def balance(self) -> None:
+        """Renew held leases that are a third spent; acquire wanted partitions that are free."""
+        assert self._kv is not None
+        now = self.clock.now_ms()
+        for partition, lease in list(self.leases.items()):
+            if lease.expires_ms - now > self.settings.lease_ttl_ms * 2 // 3:
+                continue
+            # The compare-and-set succeeds only if nobody took the lease over, even
+            # one that ran out: then this worker still holds it alone.
+            renewed = await self._kv.renew(lease)
+            if renewed is None:
+                log.warning("lease of partition %d lost; closing its shard", partition)
+                await self._drop(partition, release=False)
+            else:
+                self.leases[partition] = renewed
+        for partition in self.settings.partitions:
+            if partition in self.leases:
+                continue
+            got = await self._kv.acquire(partition)
+            if got is not None:
+                await self._take(got)
+
+    async def _take(self, lease: Lease) -> None:
+        assert self._js is not None and self._kv is not None
+        partition = lease.partition
+        decisions = self._on_decisions(partition) if self._on_decisions else None
+        loop = asyncio.get_running_loop()
+        try:
+            shard = await loop.run_in_executor(
+                self._executor,
+                lambda: Shard.open(
+                    partition,
+                    lease.token,
+                    self.settings.store_url,
+                    self.settings.moments_url,
+                    self.detector,
+                    self.clock,
+                    on_decisions=decisions,
+                ),
+            )
+        except Fenced:
+            log.warning("partition %d: a newer owner wrote first; lease given back", partition)
+            await self._kv.release(lease)
+            return
+        self._subs[partition] = await self._consumer(partition, shard.position)
+        self.shards[partition] = shard
+        self.leases[partition] = lease
+        self.metrics.taken(partition, shard.position)
+        log.info(
+            "partition %d taken (token %d, position %d)", partition, lease.token, shard.position
+        )
+
+    async def _consumer(self, partition: int, position: int) -> JetStreamContext.PullSubscription:
+        """A fresh durable consumer of the partition, starting after ``position``."""
+        assert self._js is not None
+        stream = self.settings.log.stream
+        durable = f"p{partition}"
+        try:
+            await self._js.delete_consumer(stream, durable)
+        except nats.js.errors.NotFoundError:
+            pass
+        start = (
+            {"deliver_policy": DeliverPolicy.ALL}
+            if position == 0
+            else {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": position + 1}
+        )
+        config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject(stream, partition),
+            ack_policy=AckPolicy.ALL,
+            ack_wait=60.0,
+            max_ack_pending=self.settings.batch * 4,
+            **start,
+        )
+        await self._js.add_consumer(stream, config)
+        return await self._js.pull_subscribe_bind(durable, stream=stream)
+
+    async def _drop(self, partition: int, *, release: bool) -> None:
+        shard = self.shards.pop(partition, None)
+        sub = self._subs.pop(partition, None)
+        lease = self.leases.pop(partition, None)
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+        if shard is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, shard.close)
+        if release and lease is not None and self._kv is not None:
+            try:
+                await self._kv.release(lease)
+            except nats.errors.Error:
+                log.warning("could not release partition %d; it frees at expiry", partition)
+        self.metrics.dropped(partition)
+
+    # -- fetch and apply -----------------------------------------------------------
+
+    async def _fetch(self, partition: int) -> list[Msg]:
+        sub = self._subs[partition]
+        try:
+            return await sub.fetch(self.settings.batch, timeout=self.settings.fetch_wait_s)
+        except TimeoutError:
+            return []
+        except nats.errors.Error:
+            log.exception("fetch from partition %d failed; retried next round", partition)
+            return []
+
+    async def _apply(self, partition: int, msgs: list[Msg]) -> int:
+        shard = self.shards[partition]
+        batch: list[tuple[int, Event]] = []
+        for msg in msgs:
+            try:
+                batch.append((msg.metadata.sequence.stream, decode_event(msg.data)))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                # Ingest validated it, so this is not ours: counted and skipped.
+                self.metrics.undecodable(partition)
+                log.error("partition %d: an undecodable message was skipped", partition)
+        loop = asyncio.get_running_loop()
+        try:
+            if batch:
+                await loop.run_in_executor(self._executor, shard.apply, batch)
+            else:
+                await loop.run_in_executor(self._executor, shard.tick)
+        except Fenced:
+            log.warning("partition %d: fenced by a newer owner; closing its shard", partition)
+            await self._drop(partition, release=False)
+            return 0
+        except Exception:
+            # Rolled back (the store failed): nothing is acked, and the partition is
+            # read again from the position its store holds.
+            log.exception(
+                "partition %d: applying a batch failed; resuming from its store", partition
+            )
+            self._subs[partition] = await self._consumer(partition, shard.position)
+            return 0
+        if not msgs:
+            self.metrics.idle(partition)
+        else:
+            await msgs[-1].ack()  # AckAll: one ack for the batch
+            pending = msgs[-1].metadata.num_pending
+            self.metrics.applied(partition, len(batch), shard.position, pending)
+        return len(batch)
