@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--playbook", help="playbook YAML file (default: the example playbook)")
     serve.add_argument("--public-url", help="this server's address as links in messages use it")
+    serve.add_argument(
+        "--retention-days", type=float, help="delete raw events older than this (default: keep)"
+    )
     demo = commands.add_parser(
         "demo", help="the engine with a simulated population in accelerated time, and the dashboard"
     )
@@ -125,6 +128,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "synchronous",
             "playbook",
             "public_url",
+            "retention_days",
             "cors_origins",
             "rate_limit",
         )  # fmt: skip

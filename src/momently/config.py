@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_pending_events: int = Field(100_000, ge=1)
     playbook: Path | None = Field(None, description="playbook file; default: the example")
     moment_store: str | None = Field(None, description="moment store URL; default beside the log")
+    retention_days: float | None = Field(
+        None, gt=0, le=36_500, description="delete raw events older than this many days"
+    )
     public_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s/]+",

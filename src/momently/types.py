@@ -79,6 +79,21 @@ class Store(Protocol):
 
     def stats(self) -> dict[str, int]: ...
 
+    def erase(self, customer_ids: Sequence[str], suppress: Sequence[str]) -> int:
+        """Privacy: delete the events, identities, profiles and merges of these customers
+        (and of those merged into them), keep the ``suppress`` digests, and scrub the freed
+        bytes from the store's files; returns how many events went."""
+        ...
+
+    def suppressed(self) -> set[str]:
+        """Every suppression digest :meth:`erase` kept."""
+        ...
+
+    def expire_events(self, before_ms: int, through_seq: int) -> int:
+        """Retention: delete the events older than ``before_ms`` (event time) with a seq
+        at most ``through_seq``, and scrub them from the files; returns how many."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -122,5 +137,10 @@ class MomentStore(Protocol):
     def decision(self, decision_id: str) -> Decision | None: ...
 
     def moment_stats(self) -> dict[str, int]: ...
+
+    def erase(self, customer_ids: Sequence[str]) -> int:
+        """Privacy: delete these customers' moments, states, journey runs and decisions,
+        and scrub the freed bytes from the store's files; returns how many rows went."""
+        ...
 
     def close(self) -> None: ...

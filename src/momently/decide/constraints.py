@@ -227,7 +227,7 @@ def consent_refusal(
     """Checks 1 and 2: consent for this channel and purpose, then explicit opt-outs."""
     consent = {} if profile is None else profile.consent
     own = consent.get(f"{channel.name}:{purpose}") or consent.get(f"{channel.kind}:{purpose}")
-    everywhere = consent.get(f"all:{purpose}")
+    everywhere = consent.get(f"all:{purpose}") or consent.get(purpose)  # a bare category
     if purpose == "marketing" and channel.opt_in and (own is None or not own.granted):
         return Refusal("consent", f"{channel.name}: no opt-in to marketing")
     for state, scope in ((own, channel.name), (everywhere, "all channels")):

@@ -242,7 +242,10 @@ class Decider:
         """Cancel the later sends an opt-out forbids: ``<scope>:<purpose>`` keys, the scope
         a channel name, a channel kind or ``all`` (a bare purpose means all channels)."""
         channels = {c.decision: c.channel for c in state.contacts.items}
-        scopes = [k.rpartition(":")[::-2] if ":" in k else (k, "all") for k in refused]
+        scopes = []
+        for key in refused:
+            scope, _, purpose = key.rpartition(":")
+            scopes.append((purpose, scope or "all"))
         kept = []
         for pending in state.pending:
             channel = channels.get(pending.decision_id, "")

@@ -186,6 +186,15 @@ class MemoryOutboxStore:
                 counts[entry.state] += 1
             return counts
 
+    def erase(self, customer_ids: Collection[str]) -> int:
+        members = set(customer_ids)
+        with self._lock:
+            gone = [k for k, e in self._entries.items() if e.customer_id in members]
+            for key in gone:
+                del self._entries[key]
+                self._live.discard(key)
+        return len(gone)
+
     def next_due_ms(self, channels: Collection[str] | None = None) -> int | None:
         with self._lock:
             due = [

@@ -26,6 +26,7 @@ import msgspec
 
 from momently.deliver.message import decode, encode
 from momently.deliver.records import DONE, STATES, Entry, State
+from momently.privacy import scrub
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -296,6 +297,14 @@ class SqliteOutboxStore:
         counts: dict[str, int] = dict.fromkeys(STATES, 0)
         counts.update({state: n for state, n in rows})
         return counts
+
+    def erase(self, customer_ids: Collection[str]) -> int:
+        where, args = _in("customer_id", sorted(set(customer_ids)))
+        with self._lock, scrub.secure_delete(self._db):
+            with self._tx(durable=True) as db:
+                gone = db.execute(f"DELETE FROM outbox WHERE 1 = 1{where}", args).rowcount  # noqa: S608
+            scrub.scrub(self._db)
+        return int(gone)
 
     def next_due_ms(self, channels: Collection[str] | None = None) -> int | None:
         where, args = _in("channel", channels)

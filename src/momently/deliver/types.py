@@ -101,4 +101,9 @@ class OutboxStore(Protocol):
         """The earliest ``due_ms`` of a live entry: when a worker has work next."""
         ...
 
+    def erase(self, customer_ids: Collection[str]) -> int:
+        """Privacy: delete every entry of these customers, whatever its state, and scrub
+        the freed bytes from the store's files; returns how many went."""
+        ...
+
     def close(self) -> None: ...

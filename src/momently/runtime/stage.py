@@ -19,7 +19,7 @@ import heapq
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from momently.clock import Clock
@@ -190,6 +190,16 @@ class MomentStage:
         for customer in fresh:
             found[customer] = CustomerState()
         return found, fresh
+
+    def forget(self, customers: Collection[str]) -> None:
+        """Drop what memory holds of customers erased from the stores: their cached
+        state, their timers and their place in the world-event audience."""
+        gone = set(customers)
+        for customer in gone:
+            self._cache.pop(customer, None)
+            self.audience.remove(customer)
+        self._timers = [t for t in self._timers if t[1] not in gone]
+        heapq.heapify(self._timers)
 
     def _remember(self, customer: str, state: CustomerState) -> None:
         self._cache[customer] = state

@@ -237,7 +237,7 @@ def merge_devices(a: Device, b: Device) -> Device:
     )
 
 
-def _consent_updates(event: Event) -> dict[str, tuple[bool, str]]:
+def consent_updates(event: Event) -> dict[str, tuple[bool, str]]:
     """Consent an event states: Segment's consent preferences, or (un)subscribe events."""
     updates: dict[str, tuple[bool, str]] = {}
     consent = event.context.get("consent")
@@ -251,7 +251,9 @@ def _consent_updates(event: Event) -> dict[str, tuple[bool, str]]:
         channel = event.properties.get("channel")
         purpose = event.properties.get("purpose", "marketing")
         key = f"{channel if isinstance(channel, str) and channel else 'email'}:{purpose}"
-        updates[key] = (event.event == "Subscribed", f"event:{event.event}")
+        via = event.properties.get("source")  # who recorded it: "api", a consent tool…
+        source = f"{via[:64] if isinstance(via, str) and via else 'event'}:{event.event}"
+        updates[key] = (event.event == "Subscribed", source)
     return updates
 
 
@@ -290,7 +292,7 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         location = _newer(location, Stamped(loc, ts, mid))
 
     consent = profile.consent
-    updates = _consent_updates(event)
+    updates = consent_updates(event)
     if updates:
         consent = dict(consent)
         for key, (granted, source) in updates.items():

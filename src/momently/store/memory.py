@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Final
 
-from momently.events import Event
+from momently.events import Event, from_ms
 from momently.state.profile import Profile
 from momently.store.fence_sql import check_memory
 from momently.types import Changes, Fence, IdentityKey, LogRecord
+
+_PLACEHOLDER: Final = Event(
+    message_id="", type="track", timestamp=from_ms(0), received_at=from_ms(0)
+)
 
 
 class MemoryStore:
@@ -22,6 +28,8 @@ class MemoryStore:
         self._identities: dict[IdentityKey, str] = {}
         self._profiles: dict[str, Profile] = {}
         self._merged: dict[str, str] = {}
+        self._suppressed: set[str] = set()
+        self._holes = 0  # erased events, left as placeholders in the log
         self._fence: Fence | None = None
 
     @classmethod
@@ -86,7 +94,15 @@ class MemoryStore:
         return [self._log[s - 1] for s in seqs[start : start + limit]]
 
     def read_log(self, after: int, limit: int) -> list[LogRecord]:
-        return self._log[after : after + limit]
+        if not self._holes:
+            return self._log[after : after + limit]
+        found: list[LogRecord] = []  # erased events leave placeholders (customer ''): skipped
+        for record in itertools.islice(self._log, max(after, 0), None):
+            if record.customer_id:
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        return found
 
     def stats(self) -> dict[str, int]:
         return {
@@ -94,6 +110,44 @@ class MemoryStore:
             "customers": len(self._profiles),
             "identities": len(self._identities),
         }
+
+    # -- privacy ---------------------------------------------------------------------------
+
+    def _drop(self, seqs: Sequence[int]) -> None:
+        """Replace events by placeholders (seqs are positions here, never reused)."""
+        for seq in seqs:
+            record = self._log[seq - 1]
+            self._messages.discard(record.event.message_id)
+            self._log[seq - 1] = LogRecord(seq, "", _PLACEHOLDER)
+            self._holes += 1
+
+    def erase(self, customer_ids: Sequence[str], suppress: Sequence[str]) -> int:
+        members = set(customer_ids)
+        members |= {loser for loser, winner in self._merged.items() if winner in members}
+        seqs = sorted(s for m in members for s in self._by_customer.pop(m, []))
+        self._drop(seqs)
+        for key in [k for k, c in self._identities.items() if c in members]:
+            del self._identities[key]
+        for customer in members:
+            self._profiles.pop(customer, None)
+        for loser in [k for k, w in self._merged.items() if k in members or w in members]:
+            del self._merged[loser]
+        self._suppressed.update(suppress)
+        return len(seqs)
+
+    def suppressed(self) -> set[str]:
+        return set(self._suppressed)
+
+    def expire_events(self, before_ms: int, through_seq: int) -> int:
+        old = [
+            r.seq
+            for r in self._log[: max(0, through_seq)]
+            if r.customer_id and r.event.timestamp_ms < before_ms
+        ]
+        for seq in old:
+            self._by_customer[self._log[seq - 1].customer_id].remove(seq)
+        self._drop(old)
+        return len(old)
 
     def close(self) -> None:
         pass

@@ -113,5 +113,19 @@ class MemoryMomentStore:
             "checkpoint": self._checkpoint,
         }
 
+    def erase(self, customer_ids: Sequence[str]) -> int:
+        members = set(customer_ids)
+        gone = 0
+        for table in (self._moments, self._decisions):
+            for key in [k for k, v in table.items() if v.customer_id in members]:
+                del table[key]
+                gone += 1
+        for customer in members:
+            gone += self._states.pop(customer, None) is not None
+        for run in [k for k in self._journeys if k[0] in members]:
+            del self._journeys[run]
+            gone += 1
+        return gone
+
     def close(self) -> None:
         pass

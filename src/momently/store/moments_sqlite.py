@@ -23,6 +23,7 @@ from momently.errors import ConfigError
 from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
+from momently.privacy import scrub
 from momently.store import decisions_sql, fence_sql
 from momently.types import Fence
 
@@ -244,6 +245,28 @@ class SqliteMomentStore:
         counts.update(decisions_sql.counts(conn))
         counts["checkpoint"] = self.checkpoint()
         return counts
+
+    def erase(self, customer_ids: Sequence[str]) -> int:
+        conn = self._writer
+        ids = sorted(set(customer_ids))
+        gone = 0
+        with scrub.secure_delete(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(ids), 900):
+                    part = ids[start : start + 900]
+                    marks = ",".join("?" * len(part))
+                    for table in ("moments", "states", "journeys", "decisions"):
+                        gone += conn.execute(
+                            f"DELETE FROM {table} WHERE customer_id IN ({marks})",  # noqa: S608
+                            part,
+                        ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        scrub.scrub(conn)
+        return gone
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import msgspec
 
 from momently.errors import ConfigError
 from momently.events import Event, decode_event, encode_event
+from momently.privacy import scrub
 from momently.state.profile import Profile
 from momently.store import fence_sql
 from momently.types import Changes, Fence, IdentityKey, LogRecord
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS profiles (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS merges (loser TEXT PRIMARY KEY, winner TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS merges_by_winner ON merges (winner);
+CREATE TABLE IF NOT EXISTS suppressed (digest TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
 # Rows go in as multi-row INSERTs of at most this many parameters (under SQLite's
@@ -261,7 +263,8 @@ class SqliteStore:
 
     def read_log(self, after: int, limit: int) -> list[LogRecord]:
         rows = self._reader.execute(
-            "SELECT seq, customer_id, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, customer_id, payload FROM events"
+            " WHERE seq > ? AND customer_id <> '' ORDER BY seq LIMIT ?",  # '': a placeholder
             (after, limit),
         ).fetchall()
         return [LogRecord(int(s), str(c), decode_event(p)) for s, c, p in rows]
@@ -272,6 +275,74 @@ class SqliteStore:
             customers = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
             identities = conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0]
         return {"events": int(events), "customers": int(customers), "identities": int(identities)}
+
+    # -- privacy ---------------------------------------------------------------------------
+
+    def _delete_events(self, conn: sqlite3.Connection, where: str, args: list[Any]) -> int:
+        """Delete events; if the newest goes, a placeholder row (customer '', no payload)
+        keeps its seq, so the next event does not reuse a seq the stage has passed."""
+        top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+        gone = conn.execute(f"DELETE FROM events WHERE {where}", args).rowcount  # noqa: S608
+        if top is not None and gone:
+            conn.execute(
+                "INSERT OR IGNORE INTO events (seq, message_id, customer_id, ts_ms, payload)"
+                " VALUES (?, ?, '', 0, x'')",
+                (top, f"erased:{top}"),
+            )
+        return int(gone)
+
+    def erase(self, customer_ids: Sequence[str], suppress: Sequence[str]) -> int:
+        conn = self._writer
+        with scrub.secure_delete(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                members = set(customer_ids)
+                for part in _slices(sorted(members), _MAX_PARAMS):
+                    marks = ",".join("?" * len(part))
+                    rows = conn.execute(
+                        f"SELECT loser FROM merges WHERE winner IN ({marks})",  # noqa: S608
+                        list(part),
+                    )
+                    members.update(str(r[0]) for r in rows)
+                gone = 0
+                for part in _slices(sorted(members), _MAX_PARAMS // 2):
+                    marks = ",".join("?" * len(part))
+                    ids = list(part)
+                    gone += self._delete_events(conn, f"customer_id IN ({marks})", ids)
+                    # placeholders only: the ids are parameters
+                    for sql in (
+                        f"DELETE FROM identities WHERE customer_id IN ({marks})",  # noqa: S608
+                        f"DELETE FROM profiles WHERE customer_id IN ({marks})",  # noqa: S608
+                        f"DELETE FROM merges WHERE loser IN ({marks})"  # noqa: S608
+                        f" OR winner IN ({marks})",
+                    ):
+                        conn.execute(sql, ids * sql.count("IN ("))
+                _insert(conn, "INSERT OR IGNORE INTO suppressed (digest)", [(d,) for d in suppress])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        scrub.scrub(conn)
+        return gone
+
+    def suppressed(self) -> set[str]:
+        return {str(row[0]) for row in self._reader.execute("SELECT digest FROM suppressed")}
+
+    def expire_events(self, before_ms: int, through_seq: int) -> int:
+        conn = self._writer
+        with scrub.secure_delete(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                gone = self._delete_events(
+                    conn, "ts_ms < ? AND seq <= ? AND customer_id <> ''", [before_ms, through_seq]
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        if gone:
+            scrub.scrub(conn)
+        return gone
 
     def close(self) -> None:
         with self._lock:

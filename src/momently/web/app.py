@@ -24,12 +24,15 @@ from momently.deliver.store_sqlite import SqliteOutboxStore
 from momently.deliver.tracking import TokenSigner, TrackingLinks
 from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
-from momently.engine import Engine
 from momently.errors import InvalidInput, Overloaded, RateLimited, Unavailable, error_body
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
 from momently.metrics import Metrics
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
+from momently.privacy.consent import gate_routes
+from momently.privacy.engine import PrivacyEngine
+from momently.privacy.service import Privacy
+from momently.privacy.suppression import Suppression, privacy_secret
 from momently.runtime.delivery import (
     Delivery,
     DeliveryCollector,
@@ -50,6 +53,7 @@ from momently.web.deliveries_api import deliveries_router
 from momently.web.live import LiveFeed, live_router
 from momently.web.models_api import models_router
 from momently.web.moments_api import moments_router
+from momently.web.privacy_api import privacy_router
 
 T = TypeVar("T")
 
@@ -113,6 +117,12 @@ def create_app(
             outbox_store = SqliteOutboxStore(
                 settings.data_dir / "outbox.db", synchronous=settings.synchronous
             )
+    # Every provider checks consent as it stands at send time (an opt-out beats a
+    # send already scheduled, however far behind the moment stage is).
+    routes.routes = gate_routes(routes.routes, playbook.decide, store)
+    suppression = Suppression(
+        privacy_secret(environ, None if memory else settings.data_dir), store.suppressed()
+    )
     metrics = Metrics()
     runners: list[StageRunner] = []  # the stage starts after the writer it reads behind
 
@@ -124,7 +134,8 @@ def create_app(
         for started in runners:
             started.wake()
 
-    writer = Writer(Engine(store), max_pending=settings.max_pending_events, on_commit=committed)
+    engine = PrivacyEngine(store, suppression)
+    writer = Writer(engine, max_pending=settings.max_pending_events, on_commit=committed)
     ingest = Ingest(writer, store, clock, metrics)
     delivery = Delivery(
         playbook.decide,
@@ -146,6 +157,10 @@ def create_app(
     )
     runner = StageRunner(stage, tick_seconds=tick_seconds)
     runners.append(runner)
+    privacy = Privacy(
+        store=store, moments=moment_store, outbox=outbox_store, runner=runner, engine=engine,
+        writer=writer, playbook=playbook, clock=clock, retention_days=settings.retention_days,
+    )  # fmt: skip
     metrics.pending.set_function(lambda: writer.pending)
     metrics.moment_position.set_function(lambda: stage.position)
     metrics.registry.register(DeliveryCollector(delivery))
@@ -169,9 +184,11 @@ def create_app(
         await asyncio.to_thread(reconcile)
         if delivery_worker:
             delivery.start()
+        privacy.start()
         try:
             yield
         finally:
+            privacy.close()
             delivery.stop()
             live.close()
             hub.close()
@@ -197,6 +214,7 @@ def create_app(
     app.state.hub = hub
     app.state.signer = signer
     app.state.live = live
+    app.state.privacy = privacy
     app.state.access = access
     if settings.cors_origins:  # browser SDKs on the brand's own pages
         app.add_middleware(
@@ -277,6 +295,7 @@ def create_app(
     app.include_router(decisions_router(store, moment_store, access))
     app.include_router(deliveries_router(store, moment_store, delivery, signer, clock, access))
     app.include_router(tracking_router(signer, emit, clock, identity=ingest.identity))
+    app.include_router(privacy_router(store, privacy, ingest, delivery, playbook, clock))
     app.include_router(inapp_router(hub, signer))
     app.include_router(live_router(live, access, clock=SystemClock()))
     app.include_router(dashboard_router(access))

@@ -1,0 +1,247 @@
+"""Privacy rights in the running engine: export, erasure and retention.
+
+* :meth:`Privacy.export` — everything held about one customer, from every store;
+* :meth:`Privacy.erase` — the customer gone from every store and every cache,
+  the freed bytes scrubbed from the files, and each of their identifiers kept
+  only as a keyed digest that turns their events away at ingestion;
+* :meth:`Privacy.tick` — retention: raw events older than the configured age
+  deleted, on a schedule read from the injected clock.
+
+Erasure and retention run on the writer thread (no ingest can interleave) and
+under the moment stage's lock (the stage neither reads nor writes meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+
+from momently.clock import Clock
+from momently.decide.records import DecisionQuery
+from momently.deliver.types import OutboxStore
+from momently.moments.detector import decode_state
+from momently.moments.playbook import Playbook
+from momently.moments.records import MomentQuery
+from momently.privacy.engine import PrivacyEngine
+from momently.privacy.suppression import Suppression
+from momently.runtime.stage import StageRunner
+from momently.runtime.writer import Writer
+from momently.types import IdentityKey, MomentStore, Store
+from momently.web.admin import NotFound, find_customer
+
+log = logging.getLogger(__name__)
+
+DAY_MS: Final = 86_400_000
+PAGE: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What one erasure removed."""
+
+    customers: int
+    identities: int
+    events: int
+    moment_rows: int
+    deliveries: int
+
+
+class Privacy:
+    """Export, erasure and retention across the log, the moment store and the outbox."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        moments: MomentStore,
+        outbox: OutboxStore,
+        runner: StageRunner,
+        engine: PrivacyEngine,
+        writer: Writer,
+        playbook: Playbook,
+        clock: Clock,
+        retention_days: float | None = None,
+        retention_every_ms: int = 3_600_000,
+    ) -> None:
+        self.store = store
+        self.moments = moments
+        self.outbox = outbox
+        self.runner = runner
+        self.engine = engine
+        self.writer = writer
+        self.playbook = playbook
+        self.clock = clock
+        self.retention_ms = None if retention_days is None else int(retention_days * DAY_MS)
+        self.retention_every_ms = retention_every_ms
+        self.next_retention_ms = clock.now_ms()
+        self.counts = {"erasures": 0, "erased_events": 0, "expired_events": 0}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def suppression(self) -> Suppression:
+        return self.engine.suppression
+
+    # -- export ------------------------------------------------------------------------
+
+    def export(self, identifier: str) -> dict[str, Any]:
+        """Everything held about the customer known by ``identifier``, as JSON values."""
+        customer = find_customer(self.store, identifier)
+        profile = self.store.profile(customer)
+        if profile is None:
+            raise NotFound(f"no customer is known by {identifier!r}", "id")
+        members = sorted({customer, *profile.merged_from})
+        events: list[dict[str, Any]] = []
+        after = 0
+        while page := self.store.customer_events(customer, after, PAGE):
+            events.extend(
+                {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
+                for r in page
+            )
+            after = page[-1].seq
+        moments: list[Any] = []
+        decisions: list[Any] = []
+        deliveries: list[Any] = []
+        journeys: list[Any] = []
+        for member in members:
+            moments.extend(msgspec.to_builtins(m) for m in self._moments_of(member))
+            decisions.extend(msgspec.to_builtins(d) for d in self._decisions_of(member))
+            deliveries.extend(
+                e.to_json() for e in self.outbox.entries(customer_id=member, limit=1_000_000)
+            )
+            for journey in self.playbook.journeys:
+                journeys.extend(
+                    msgspec.to_builtins(r) for r in self.moments.journey_runs(journey.name, member)
+                )
+        states = {
+            member: msgspec.to_builtins(decode_state(row.body))
+            for member, row in self.moments.states(members).items()
+        }
+        return {
+            "customerId": customer,
+            "exportedAt": self.clock.now_ms(),
+            "profile": profile.to_json(),
+            "identities": [{"kind": k, "value": v} for k, v in self.store.identities(customer)],
+            "consent": profile.to_json()["consent"],
+            "events": events,
+            "moments": moments,
+            "decisions": decisions,
+            "deliveries": deliveries,
+            "journeys": journeys,
+            "state": states,
+        }
+
+    def _moments_of(self, customer: str) -> list[Any]:
+        found: list[Any] = []
+        before = None
+        while True:
+            page = self.moments.moments(
+                MomentQuery(customer_id=customer, before=before, limit=PAGE)
+            )
+            found.extend(page)
+            if len(page) < PAGE:
+                return found
+            before = (page[-1].at_ms, page[-1].moment_id)
+
+    def _decisions_of(self, customer: str) -> list[Any]:
+        found: list[Any] = []
+        before = None
+        while True:
+            page = self.moments.decisions(
+                DecisionQuery(customer_id=customer, before=before, limit=PAGE)
+            )
+            found.extend(page)
+            if len(page) < PAGE:
+                return found
+            before = (page[-1].at_ms, page[-1].decision_id)
+
+    # -- erasure -----------------------------------------------------------------------
+
+    def erase(self, identifier: str) -> Erasure:
+        """Erase the customer known by ``identifier`` everywhere; NotFound if none."""
+        return self.engine.call(self.writer, lambda: self._erase(identifier))
+
+    def _identities(self, customer: str, members: list[str]) -> set[IdentityKey]:
+        keys = {k for m in members for k in self.store.identities(m)}
+        profile = self.store.profile(customer)
+        if profile is not None:
+            if profile.user_id:
+                keys.add(("user_id", profile.user_id))
+            keys.update(("email", e) for e in profile.emails)
+            keys.update(("phone", p) for p in profile.phones)
+            keys.update(("device_id", d) for d in profile.devices)
+        return keys
+
+    def _erase(self, identifier: str) -> Erasure:
+        customer = find_customer(self.store, identifier)
+        profile = self.store.profile(customer)
+        members = sorted({customer, *(profile.merged_from if profile is not None else ())})
+        keys = self._identities(customer, members)
+        digests = sorted({self.suppression.digest(k) for k in keys})
+        with self.runner.lock:
+            events = self.store.erase(members, digests)
+            self.suppression.add(digests)
+            rows = self.moments.erase(members)
+            sends = self.outbox.erase(members)
+            self.engine.forget(members)
+            self.runner.stage.forget(members)
+        self.counts["erasures"] += 1
+        self.counts["erased_events"] += events
+        log.info("erased a customer: %d events, %d identities", events, len(keys))
+        return Erasure(len(members), len(keys), events, rows, sends)
+
+    # -- retention ---------------------------------------------------------------------
+
+    def expire(self) -> int:
+        """Delete the raw events older than the retention age now; how many went."""
+        if self.retention_ms is None:
+            return 0
+        cutoff = self.clock.now_ms() - self.retention_ms
+        return self.engine.call(self.writer, lambda: self._expire(cutoff))
+
+    def _expire(self, cutoff: int) -> int:
+        with self.runner.lock:
+            # Only what the moment stage has read: an event it has not seen is kept for it.
+            gone = self.store.expire_events(cutoff, self.moments.checkpoint())
+        self.counts["expired_events"] += gone
+        return gone
+
+    def tick(self) -> int:
+        """Run retention if it is due by the clock; how many events went."""
+        now = self.clock.now_ms()
+        if self.retention_ms is None or now < self.next_retention_ms:
+            return 0
+        self.next_retention_ms = now + self.retention_every_ms
+        return self.expire()
+
+    def start(self, poll_s: float = 60.0) -> None:
+        """Check every ``poll_s`` seconds whether retention is due."""
+        if self.retention_ms is None or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(poll_s):
+                try:
+                    self.tick()
+                except Exception:
+                    log.exception("retention pass failed; retried at the next one")
+
+        self._thread = threading.Thread(target=loop, name="momently-retention", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def stats(self) -> dict[str, int]:
+        return {
+            **self.counts,
+            "suppressedIdentities": len(self.suppression),
+            "suppressedEvents": self.suppression.dropped,
+        }

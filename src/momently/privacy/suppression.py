@@ -1,0 +1,110 @@
+"""Suppression: erased identities, kept only as keyed digests, refused at ingestion.
+
+After an erasure the customer's identifiers must not be kept in the clear, yet a
+client that replays old events (a mobile SDK's queue, a bulk import) must not
+bring the customer back. So each identifier is kept as a keyed BLAKE2b digest of
+``kind \\x00 value``: without the key (``MOMENTLY_PRIVACY_SECRET``, else a file
+made once in the data directory) a digest says nothing about who it was.
+
+>>> s = Suppression(b"k" * 32)
+>>> s.add([s.digest(("email", "ann@example.com"))])
+>>> s.suppressed([("email", "ann@example.com")]), s.suppressed([("email", "bob@example.com")])
+(True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Final
+
+from momently.errors import ConfigError
+from momently.events import Event
+from momently.identity import identity_keys
+from momently.types import IdentityKey
+
+SECRET_ENV: Final = "MOMENTLY_PRIVACY_SECRET"  # noqa: S105 - the name of a variable
+SECRET_FILE: Final = "privacy.secret"  # noqa: S105 - a file name
+
+
+def _no_owner(key: IdentityKey) -> None:
+    return None
+
+
+def event_identities(event: Event) -> list[IdentityKey]:
+    """Every identifier an event names; an alias's previousId as a userId and as an
+    anonymousId, since either may be the one erased."""
+    keys = identity_keys(event, _no_owner)
+    if event.type == "alias" and event.previous_id is not None:
+        keys.append(("user_id", event.previous_id))
+    return keys
+
+
+class Suppression:
+    """The digests of erased identities, and how many events they have turned away."""
+
+    def __init__(self, key: bytes, digests: Iterable[str] = ()) -> None:
+        if len(key) < 16:
+            raise ConfigError("the privacy key must be at least 16 bytes long")
+        self._key = hashlib.blake2b(key, digest_size=32).digest()  # blake2b keys: <= 64 bytes
+        self._digests: frozenset[str] = frozenset(digests)
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def digest(self, key: IdentityKey) -> str:
+        kind, value = key
+        data = f"{kind}\x00{value}".encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(data, key=self._key, digest_size=16).hexdigest()
+
+    def add(self, digests: Iterable[str]) -> None:
+        with self._lock:  # readers see the old set or the new one, never a half-built one
+            self._digests = self._digests | frozenset(digests)
+
+    def suppressed(self, keys: Iterable[IdentityKey]) -> bool:
+        """Whether any of these identifiers was erased."""
+        digests = self._digests
+        return bool(digests) and any(self.digest(k) in digests for k in keys)
+
+    def drops(self, event: Event) -> bool:
+        """Whether an event names an erased identity (counted when it does).
+
+        With nothing erased this is one truth test; otherwise a digest per identifier.
+        """
+        if not self._digests or not self.suppressed(event_identities(event)):
+            return False
+        self.dropped += 1
+        return True
+
+
+def privacy_secret(environ: Mapping[str, str], data_dir: Path | None) -> bytes:
+    """The suppression key: ``MOMENTLY_PRIVACY_SECRET``, else one made once and kept in
+    ``data_dir`` (mode 0600); without a data dir (memory stores) a fresh one."""
+    given = environ.get(SECRET_ENV)
+    if given is not None:
+        if len(given.encode()) < 32:
+            raise ConfigError(f"{SECRET_ENV} must be at least 32 bytes long")
+        return given.encode()
+    if data_dir is None:
+        return secrets.token_bytes(32)
+    path = data_dir / SECRET_FILE
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        text = secrets.token_hex(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return privacy_secret(environ, data_dir)
+        with os.fdopen(fd, "w") as out:
+            out.write(text + "\n")
+    if len(text) < 64:
+        raise ConfigError(f"{path} holds no usable privacy key; restore it (erasures need it)")
+    return text.encode()
