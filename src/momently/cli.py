@@ -16,6 +16,7 @@ from momently import __version__
 from momently.auth.cli import add_parser as add_keys_parser
 from momently.auth.cli import keys_command
 from momently.config import Settings
+from momently.distributed.command import add_worker_parser
 from momently.errors import ConfigError
 from momently.moments.loader import PlaybookError
 
@@ -55,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--playbook", help="playbook YAML file (default: the example playbook)")
     serve.add_argument("--public-url", help="this server's address as links in messages use it")
     serve.add_argument(
+        "--log",
+        help="distributed mode: append to this NATS JetStream log (nats://host:port) instead"
+        " of running the engine here; workers (momently worker) process it",
+    )
+    serve.add_argument(
         "--retention-days", type=float, help="delete raw events older than this (default: keep)"
     )
     demo = commands.add_parser(
@@ -83,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1, help="the population's seed")
     simulate.add_argument("--holdout", type=float, default=0.1, help="global holdout share")
     simulate.add_argument("--report", help="write an HTML report with plots here")
+    add_worker_parser(commands)
     evaluate = commands.add_parser(
         "evaluate", help="replay a log: the models' prequential metrics and the decisions' value"
     )
@@ -325,7 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"momently: {error}", file=sys.stderr)
             return 2
     try:
+        if args.command == "worker":
+            from momently.distributed.command import worker_command
+
+            return worker_command(args)
         settings = settings_from(args)
+        if args.command == "serve" and args.log:
+            from momently.distributed.command import serve_log
+
+            return serve_log(settings, args.log)
         if args.command == "serve":
             serve(settings)
         elif args.command == "demo":

@@ -35,7 +35,7 @@ def _event(n: int, user: str, at: int, name: str, **fields: object) -> Event:
     )
 
 
-def events(customers: int = 24, seed: int = 7) -> list[Event]:
+def events(customers: int = 24, seed: int = 7, start: int = T0) -> list[Event]:
     """Shoppers who open the app, search, view, add to cart, complain: moments and
     decisions of several kinds, interleaved across customers in time order."""
     rng = random.Random(seed)
@@ -43,7 +43,7 @@ def events(customers: int = 24, seed: int = 7) -> list[Event]:
     n = 0
     for c in range(customers):
         user = f"user-{c}"
-        at = T0 + rng.randrange(0, 30 * MINUTE)
+        at = start + rng.randrange(0, 30 * MINUTE)
         steps: list[tuple[str, dict[str, object]]] = [
             (
                 "Application Opened",
@@ -84,10 +84,11 @@ def outputs(stores: list[MomentStore]) -> tuple[list[Moment], list[Decision]]:
 
 
 def embedded(
-    path: Path, detector: MomentDetector, batch: list[Event], end_ms: int
+    path: Path, detector: MomentDetector, batch: list[Event], end_ms: int, start: int = T0
 ) -> tuple[list[Moment], list[Decision]]:
-    """The embedded mode on the same events: one store, one stage, clock at the start."""
-    clock = FakeClock(T0)
+    """The embedded mode on the same events: one store, one stage, clock at the start
+    (no timer is due while the events go in), then at ``end_ms`` (every timer fires)."""
+    clock = FakeClock(start)
     store = SqliteStore(path / "embedded.db", synchronous="OFF")
     moments = SqliteMomentStore(path / "embedded-moments.db", synchronous="OFF")
     try:

@@ -10,11 +10,12 @@ The loop, every round::
        │      stage are single-writer); the stream position commits with the state
     ack    ── one ack per batch (AckAll on the last message)
 
-On acquiring a partition the worker (re)creates the partition's durable pull
-consumer to start after the position its store committed, so the stream
-delivers exactly what the shard has not applied; a former owner's fetches then
-fail, because its consumer is gone, and its writes fail, because the store has
-the newer token.
+On acquiring a partition the worker creates a durable pull consumer named after
+its lease's token (``p<partition>-t<token>``), starting after the position the
+partition's store committed, so the stream delivers exactly what the shard has
+not applied, and deletes the former owner's. A former owner that has not noticed
+its loss then fetches nothing (its consumer is gone) and writes nothing (the
+store has the newer token).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from momently.clock import Clock
 from momently.distributed.lease import DEFAULT_TTL_MS, Lease, Leases
@@ -92,7 +93,7 @@ class Worker:
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: Leases | None = None
-        self.ready = False
+        self._started = False
 
     # -- start and stop ------------------------------------------------------------
 
@@ -108,7 +109,12 @@ class Worker:
             ttl_ms=self.settings.lease_ttl_ms,
             replicas=self.settings.log.replicas,
         )
-        self.ready = True
+        self._started = True
+
+    @property
+    def ready(self) -> bool:
+        """Started and connected to NATS."""
+        return self._started and self._client is not None and bool(self._client.is_connected)
 
     async def stop(self, release: bool = True) -> None:
         """Close every shard; with ``release`` give the leases back for others to take now."""
@@ -117,12 +123,18 @@ class Worker:
         self._executor.shutdown(wait=True)
         if self._client is not None:
             await self._client.close()
-        self.ready = False
+        self._started = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until ``stop`` is set."""
         while not stop.is_set():
-            await self.round()
+            try:
+                await self.round()
+            except (nats.errors.Error, TimeoutError):
+                # NATS unreachable for a moment (a node failing over): the client
+                # reconnects; the leases held run on until renewed or lost.
+                log.exception("worker round failed; retrying")
+                await asyncio.sleep(self.settings.fetch_wait_s)
 
     # -- one round -----------------------------------------------------------------
 
@@ -184,7 +196,7 @@ class Worker:
             log.warning("partition %d: a newer owner wrote first; lease given back", partition)
             await self._kv.release(lease)
             return
-        self._subs[partition] = await self._consumer(partition, shard.position)
+        self._subs[partition] = await self._consumer(partition, lease.token, shard.position)
         self.shards[partition] = shard
         self.leases[partition] = lease
         self.metrics.taken(partition, shard.position)
@@ -192,13 +204,26 @@ class Worker:
             "partition %d taken (token %d, position %d)", partition, lease.token, shard.position
         )
 
-    async def _consumer(self, partition: int, position: int) -> JetStreamContext.PullSubscription:
-        """A fresh durable consumer of the partition, starting after ``position``."""
+    async def _consumer(
+        self, partition: int, token: int, position: int
+    ) -> JetStreamContext.PullSubscription:
+        """A durable consumer of the partition for this lease, starting after ``position``.
+
+        Named after the lease's token, so a former owner's fetches go to its own
+        consumer, which is deleted here, and never take messages from this one.
+        """
         assert self._js is not None
         stream = self.settings.log.stream
-        durable = f"p{partition}"
+        durable = f"p{partition}-t{token}"
+        for info in await self._consumers():
+            name = info.name or ""
+            if name.startswith(f"p{partition}-t") and name != durable:
+                try:
+                    await self._js.delete_consumer(stream, name)
+                except nats.js.errors.NotFoundError:
+                    pass
         try:
-            await self._js.delete_consumer(stream, durable)
+            await self._js.delete_consumer(stream, durable)  # a retry of this same lease
         except nats.js.errors.NotFoundError:
             pass
         start = (
@@ -216,6 +241,15 @@ class Worker:
         )
         await self._js.add_consumer(stream, config)
         return await self._js.pull_subscribe_bind(durable, stream=stream)
+
+    async def _consumers(self) -> list[ConsumerInfo]:
+        assert self._js is not None
+        found: list[ConsumerInfo] = []
+        while True:
+            page = await self._js.consumers_info(self.settings.log.stream, offset=len(found))
+            found.extend(page)
+            if len(page) < 256:
+                return found
 
     async def _drop(self, partition: int, *, release: bool) -> None:
         shard = self.shards.pop(partition, None)
@@ -273,7 +307,8 @@ class Worker:
             log.exception(
                 "partition %d: applying a batch failed; resuming from its store", partition
             )
-            self._subs[partition] = await self._consumer(partition, shard.position)
+            token = self.leases[partition].token
+            self._subs[partition] = await self._consumer(partition, token, shard.position)
             return 0
         if not msgs:
             self.metrics.idle(partition)

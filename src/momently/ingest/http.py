@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from momently.clock import Clock
+from momently.engine import IngestResult
 from momently.errors import InvalidMessage, Unauthorized, error_body
 from momently.events import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
+    Event,
     decode_batch,
     decode_message,
     normalise,
@@ -30,7 +33,6 @@ from momently.events import (
 )
 from momently.ingest.body import basic_user, check_content_type, decode_body, read_limited
 from momently.metrics import Metrics
-from momently.runtime.writer import Writer
 
 # Room on the wire for gzip's worst case on incompressible data.
 _WIRE_SLACK = 1024
@@ -67,10 +69,19 @@ def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-class TrackingAPI:
-    """Routes of the tracking API around a :class:`Writer`."""
+class EventWriter(Protocol):
+    """Where the tracking API appends events: the embedded :class:`~momently.runtime.writer.
+    Writer`, or distributed mode's JetStream log; returns once they are durable."""
 
-    def __init__(self, writer: Writer, keys: WriteKeys, clock: Clock, metrics: Metrics) -> None:
+    async def write(self, events: Sequence[Event]) -> IngestResult: ...
+
+
+class TrackingAPI:
+    """Routes of the tracking API around an :class:`EventWriter`."""
+
+    def __init__(
+        self, writer: EventWriter, keys: WriteKeys, clock: Clock, metrics: Metrics
+    ) -> None:
         self.writer = writer
         self.keys = keys
         self.clock = clock

@@ -1,0 +1,109 @@
+"""The command line of distributed mode: ``momently worker`` and ``momently serve --log``.
+
+Imported by :mod:`momently.cli` for its flags; nats-py and the web stack are
+imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from typing import Any
+
+
+def add_worker_parser(commands: Any) -> None:
+    """The ``worker`` subcommand's flags."""
+    worker = commands.add_parser(
+        "worker", help="distributed mode: own partitions of the NATS log and run their stages"
+    )
+    worker.add_argument("--log", required=True, help="nats://host:port[,host:port][?options]")
+    worker.add_argument(
+        "--store",
+        required=True,
+        help="store URL with {partition}, e.g. sqlite:///data/p{partition}.db",
+    )
+    worker.add_argument(
+        "--moments",
+        help="moment store URL with {partition} (default: beside --store)",
+    )
+    worker.add_argument(
+        "--partitions", default="all", help="partitions this worker may own: all, 0-31, 0,5,9"
+    )
+    worker.add_argument("--owner", help="this worker's name in the leases (default host-pid)")
+    worker.add_argument("--lease-ttl-ms", type=int, default=10_000, help="lease length")
+    worker.add_argument("--playbook", help="playbook YAML file (default: the example playbook)")
+    worker.add_argument("--host", default="127.0.0.1", help="address of /healthz and /metrics")
+    worker.add_argument("--port", type=int, default=9100, help="port of /healthz and /metrics")
+
+
+def moments_url_for(store_url: str) -> str:
+    """The default moment store beside a store: ``p{partition}.db`` → ``p{partition}-moments.db``.
+
+    >>> moments_url_for("sqlite:///data/p{partition}.db")
+    'sqlite:///data/p{partition}-moments.db'
+    """
+    if store_url.startswith("sqlite:"):
+        head, dot, tail = store_url.partition(".db")
+        return f"{head}-moments{dot}{tail}" if dot else store_url + "-moments"
+    return store_url  # one database (a schema per partition) holds both
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    """``momently worker``: serve health and metrics, run the worker until SIGTERM."""
+    import uvicorn
+
+    from momently.clock import SystemClock
+    from momently.distributed.log import LogSettings
+    from momently.distributed.partition import parse_partitions
+    from momently.distributed.web import worker_app
+    from momently.distributed.worker import Worker, WorkerSettings
+    from momently.errors import ConfigError
+    from momently.moments.detector import MomentDetector
+    from momently.moments.playbook import load_playbook
+
+    log = LogSettings.from_url(args.log)
+    try:
+        partitions = tuple(parse_partitions(args.partitions, log.partitions))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if args.lease_ttl_ms < 1_000:
+        raise ConfigError("--lease-ttl-ms must be at least 1000")
+    settings = WorkerSettings(
+        log=log,
+        store_url=args.store,
+        moments_url=args.moments or moments_url_for(args.store),
+        partitions=partitions,
+        owner=args.owner or f"{socket.gethostname()}-{os.getpid()}",
+        lease_ttl_ms=args.lease_ttl_ms,
+    )
+    worker = Worker(settings, MomentDetector(load_playbook(args.playbook)), SystemClock())
+    print(
+        f"momently worker {settings.owner}: {len(partitions)} partitions of {log.stream},"
+        f" health on http://{args.host}:{args.port}/healthz",
+        flush=True,
+    )
+    config = uvicorn.Config(
+        worker_app(worker), host=args.host, port=args.port, log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def serve_log(settings: Any, log_url: str) -> int:
+    """``momently serve --log nats://…``: a stateless ingest node in front of the log."""
+    import uvicorn
+
+    from momently.distributed.log import LogSettings
+    from momently.distributed.web import ingest_app
+    from momently.errors import ConfigError
+
+    if not settings.write_keys:
+        raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
+    app = ingest_app(LogSettings.from_url(log_url), settings.write_keys)
+    print(f"momently ingest node on http://{settings.host}:{settings.port} → {log_url}", flush=True)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run()
+    return 0

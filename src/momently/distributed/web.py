@@ -1,0 +1,146 @@
+"""The HTTP faces of distributed mode: a stateless ingest node, and a worker's health.
+
+Both answer ``/healthz`` (the process runs: restart it if not), ``/readyz``
+(connected to NATS, the stream there: send it traffic) and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from momently import __version__
+from momently.clock import SystemClock
+from momently.distributed.log import EventLog, LogSettings
+from momently.distributed.worker import Worker
+from momently.engine import IngestResult
+from momently.errors import InvalidInput, Unavailable, error_body
+from momently.events import Event
+from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
+from momently.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class LogWriter:
+    """The tracking API's writer: the log once connected, 503 before."""
+
+    def __init__(self) -> None:
+        self.log: EventLog | None = None
+
+    async def write(self, events: Sequence[Event]) -> IngestResult:
+        if self.log is None:
+            raise Unavailable(retry_after=1)
+        return await self.log.write(events)
+
+
+def _errors(app: FastAPI, metrics: Metrics) -> None:
+    """The engine's one error shape (see momently.web.app), for the ingest node."""
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(request: Request, error: InvalidInput) -> Response:
+        path = request.url.path
+        metrics.requests.labels(path, str(error.status)).inc()
+        if path not in BATCH_PATHS:
+            metrics.rejected.labels(type(error).__name__).inc()
+        return json_response(error.to_json(), error.status)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, error: Unavailable) -> Response:
+        metrics.requests.labels(request.url.path, "503").inc()
+        return json_response(
+            error_body("Unavailable", "the event log did not acknowledge; retry"),
+            503,
+            headers={"Retry-After": str(error.retry_after)},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, error: RequestValidationError) -> Response:
+        return json_response(error_body("InvalidInput", "invalid request"), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return json_response(error_body("HTTPError", str(error.detail)), error.status_code)
+
+
+def ingest_app(settings: LogSettings, write_keys: Sequence[str]) -> FastAPI:
+    """A stateless ingest node: validate, append to JetStream, answer after the acks."""
+    writer = LogWriter()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        writer.log = await EventLog.open(settings)
+        try:
+            yield
+        finally:
+            found, writer.log = writer.log, None
+            await found.close()
+
+    app = FastAPI(title="momently ingest", version=__version__, lifespan=lifespan)
+    app.state.writer = writer
+    tracking = TrackingAPI(writer, WriteKeys(tuple(write_keys)), SystemClock(), metrics)
+    _errors(app, metrics)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        ready = writer.log is not None and writer.log.connected
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(tracking.router())
+    return app
+
+
+def worker_app(worker: Worker) -> FastAPI:
+    """The worker's loop in the app's lifespan, its health and metrics on HTTP.
+
+    Run by uvicorn, so SIGTERM ends the loop after its round, closes the shards and
+    releases the leases for other workers to take at once.
+    """
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await worker.start()
+        tasks.append(asyncio.create_task(worker.run(stop)))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await worker.stop(release=True)
+
+    app = FastAPI(title="momently worker", version=__version__, lifespan=lifespan)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        alive = bool(tasks) and not tasks[0].done()
+        body = {"alive": alive, "owner": worker.settings.owner, "partitions": sorted(worker.shards)}
+        return json_response(body, 200 if alive else 503)
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        return json_response({"ready": worker.ready}, 200 if worker.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(worker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,190 @@
+"""Failover: a worker dies or stalls, another takes its partitions after the lease, and
+every acknowledged event is processed once in effect, with no decision made twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from momently.clock import FakeClock
+from momently.distributed.log import EventLog, LogSettings
+from momently.distributed.partition import subject
+from momently.distributed.worker import Worker
+from momently.events import Event
+from momently.moments.detector import MomentDetector
+from momently.moments.playbook import load_playbook
+from momently.store.sqlite import SqliteStore
+from tests.conftest import free_port
+from tests.distributed.scenario import HOUR, T0, embedded, events, outputs
+from tests.distributed.test_worker import _what, drain, settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+PARTITIONS = 4
+TTL_MS = 5_000
+
+
+@pytest.fixture(scope="module")
+def detector() -> MomentDetector:
+    return MomentDetector(load_playbook())
+
+
+async def publish(url: str, batch: list[Event]) -> None:
+    log = await EventLog.open(LogSettings.from_url(url))
+    for start in range(0, len(batch), 50):
+        result = await log.write(batch[start : start + 50])
+        assert result.accepted + result.duplicates == len(batch[start : start + 50])
+    await log.close()
+
+
+async def finish(worker: Worker, url: str, rounds: int = 400) -> None:
+    """Rounds until every partition's store has committed the stream's last message."""
+    s = LogSettings.from_url(url)
+    assert worker._js is not None
+    last = {}
+    for p in range(PARTITIONS):
+        try:
+            msg = await worker._js.get_last_msg(s.stream, subject(s.stream, p))
+            last[p] = msg.seq or 0
+        except Exception:  # no message in this partition
+            last[p] = 0
+    for _ in range(rounds):
+        await worker.round()
+        if sorted(worker.shards) == list(range(PARTITIONS)) and all(
+            worker.shards[p].position >= last[p] for p in range(PARTITIONS) if last[p]
+        ):
+            return
+    raise AssertionError("the worker did not catch up in the rounds allowed")
+
+
+def check(
+    path: Path, detector: MomentDetector, batch: list[Event], worker: Worker, start: int = T0
+) -> None:
+    """Each event stored once; the moments and decisions the embedded mode makes."""
+    end = max(e.timestamp_ms for e in batch) + 3 * HOUR
+    want_moments, want_decisions = embedded(path, detector, batch, end, start)
+    shards = [worker.shards[p] for p in range(PARTITIONS)]
+    assert sum(s.store.stats()["events"] for s in shards) == len(batch)
+    got_moments, got_decisions = outputs([s.moments for s in shards])
+    assert len({d.decision_id for d in got_decisions}) == len(got_decisions)
+    assert [m.moment_id for m in got_moments] == [m.moment_id for m in want_moments]
+    assert _what(got_decisions) == _what(want_decisions)
+
+
+def test_a_stalled_owner_is_fenced_and_its_partitions_move(
+    log_url: Callable[..., str], tmp_path: Path, detector: MomentDetector
+) -> None:
+    """A pauses holding fetched messages; B takes over after the lease; A's late writes
+    are refused by the store, and B processes everything."""
+    batch = events(seed=11)
+    first, second = batch[: len(batch) // 2], batch[len(batch) // 2 :]
+    url = log_url(partitions=PARTITIONS)
+    all_parts = tuple(range(PARTITIONS))
+    clock_b = FakeClock(T0)
+
+    async def run() -> Worker:
+        await publish(url, first)
+        clock_a = FakeClock(T0)
+        a = Worker(settings(url, tmp_path, "a", all_parts), detector, clock_a)
+        b = Worker(settings(url, tmp_path, "b", all_parts), detector, clock_b)
+        await a.start()
+        await b.start()
+        assert await drain([a], len(first)) == len(first)
+        await b.balance()
+        assert not b.shards  # A holds every lease
+        await publish(url, second)
+        fetched = {p: await a._fetch(p) for p in sorted(a.shards)}
+        assert sum(len(m) for m in fetched.values()) > 0
+        clock_b.advance(TTL_MS + 1)  # A's leases run out by B's clock: A is paused
+        await b.balance()
+        assert sorted(b.shards) == list(all_parts)
+        for p, msgs in fetched.items():
+            assert await a._apply(p, msgs) == 0  # fenced: nothing written
+        # A closed every partition where it tried to write; the others (nothing
+        # fetched, nothing written) it closes when its renewal fails.
+        assert set(a.shards) == {p for p, msgs in fetched.items() if not msgs}
+        clock_a.advance(TTL_MS // 2)
+        await a.balance()
+        assert not a.shards and not a.leases
+        await finish(b, url)
+        clock_b.set(max(e.timestamp_ms for e in batch) + 3 * HOUR)
+        for shard in b.shards.values():
+            shard.tick()
+        await a.stop()
+        return b
+
+    async def main() -> None:
+        b = await run()
+        check(tmp_path, detector, batch, b)
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")
+    )
+
+
+def test_kill_9_a_worker_and_another_takes_over_exactly_once(
+    log_url: Callable[..., str], tmp_path: Path, detector: MomentDetector
+) -> None:
+    # Events of the last minutes: the worker runs on the wall clock, and no timer
+    # (an hour's absence) may fall due while the events go in, as in the embedded run.
+    start = time.time_ns() // 1_000_000 - 10 * 60_000
+    batch = events(customers=40, seed=5, start=start)
+    url = log_url(partitions=PARTITIONS)
+    asyncio.run(publish(url, batch))
+    port = free_port()
+    store = f"sqlite:///{tmp_path}/p{{partition}}.db?synchronous=OFF"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "momently.cli", "worker", "--log", url, "--store", store,
+         "--moments", f"sqlite:///{tmp_path}/m{{partition}}.db?synchronous=OFF",
+         "--owner", "doomed", "--lease-ttl-ms", str(TTL_MS), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while _metric(port, "momently_partition_events_total") == 0:
+            assert proc.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the worker applied nothing in 60 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    applied = [
+        SqliteStore(tmp_path / f"p{p}.db").stats()["events"]
+        for p in range(PARTITIONS)
+        if (tmp_path / f"p{p}.db").exists()
+    ]
+    assert 0 < sum(applied)  # killed part-way (or, on a fast machine, at the end)
+    now = time.time_ns() // 1_000_000
+    clock = FakeClock(now)
+
+    async def main() -> None:
+        w = Worker(settings(url, tmp_path, "heir", tuple(range(PARTITIONS))), detector, clock)
+        await w.start()
+        await w.balance()
+        assert not w.shards  # the dead worker's leases still run
+        clock.advance(TTL_MS + 1)
+        await finish(w, url)
+        clock.set(max(e.timestamp_ms for e in batch) + 3 * HOUR)
+        for shard in w.shards.values():
+            shard.tick()
+        check(tmp_path, detector, batch, w, start)
+        await w.stop()
+
+    asyncio.run(main())
