@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, webhook_server() as url, smtp_server() as port:
         measure(
             "webhook",
-            lambda: WebhookChannel(WebhookSettings(url=url, secret=SECRET), clock),
+            lambda: WebhookChannel(
+                WebhookSettings(url=url, secret=SECRET, allow_private=True), clock
+            ),
             "hook", count, runs, Path(tmp),
         )  # fmt: skip
         settings = SmtpSettings(

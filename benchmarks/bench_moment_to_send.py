@@ -120,6 +120,7 @@ def playbook(path: Path, hook_url: str) -> Path:
                     "url": hook_url,
                     "secret_env": "HOOK_SECRET",
                     "timeout_s": 5,
+                    "allow_private_targets": True,  # the sink listens on loopback
                 }
             ],
         }

@@ -37,7 +37,7 @@ class DieAfterSend:
 def main(db: str, url: str, secret: str, now_ms: str, mode: str) -> None:
     clock = FakeClock(int(now_ms))
     store = SqliteOutboxStore(db)
-    hook = WebhookChannel(WebhookSettings(url=url, secret=secret), clock)
+    hook = WebhookChannel(WebhookSettings(url=url, secret=secret, allow_private=True), clock)
     box = Outbox(store, clock, {"hook": [DieAfterSend(hook)]}, lease_ms=60_000)
     box.enqueue(message("de-crash"))
     if mode == "before-send":

@@ -63,7 +63,7 @@ def run_child(db: Path, http: Recorder, mode: str) -> None:
 
 
 def restarted(db: Path, http: Recorder, clock: FakeClock) -> tuple[Outbox, WebhookChannel]:
-    hook = WebhookChannel(WebhookSettings(url=http.url, secret=SECRET), clock)
+    hook = WebhookChannel(WebhookSettings(url=http.url, secret=SECRET, allow_private=True), clock)
     return Outbox(SqliteOutboxStore(db), clock, {"hook": [hook]}, lease_ms=60_000), hook
 
 

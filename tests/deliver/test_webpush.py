@@ -83,6 +83,7 @@ def channel(vapid: Vapid02, clock: FakeClock) -> WebPushChannel:
         ttl_s=3600,
         urgency="high",
         allow_http=True,
+        allow_private=True,  # the fake push service listens on loopback
         timeout_s=5,
     )
     return WebPushChannel(settings, clock)

@@ -325,9 +325,10 @@ def hook_playbook(tmp: Path, primary: str, backup: str) -> Playbook:
                 "kind": "webhook",
                 "providers": [
                     {"name": "primary", "type": "webhook", "url": primary,
-                     "secret_env": "HOOK_SECRET", "timeout_s": 5},
+                     "secret_env": "HOOK_SECRET", "timeout_s": 5, "allow_private_targets": True},
                     {"name": "backup", "type": "webhook", "url": backup,
-                     "secret_env": "HOOK_SECRET", "rate": {"per_second": 50, "burst": 5}},
+                     "secret_env": "HOOK_SECRET", "rate": {"per_second": 50, "burst": 5},
+                     "allow_private_targets": True},
                 ],
             }
         )  # fmt: skip
@@ -383,7 +384,12 @@ def test_a_scheduled_send_cancelled_by_a_purchase_never_leaves(
         decide["arbitration"] = {"exploration": 0, "fatigue_cost": 0, "decay": "none"}
         email = next(c for c in decide["channels"] if c["name"] == "email")
         email["providers"] = [
-            {"type": "webhook", "url": http.url + "/mail", "secret_env": "RELAY_SECRET"}
+            {
+                "type": "webhook",
+                "url": http.url + "/mail",
+                "secret_env": "RELAY_SECRET",
+                "allow_private_targets": True,
+            }
         ]
         voucher = offer(decide, "sorry-voucher")
         voucher.update(value=200, cost=0)

@@ -124,6 +124,9 @@ class WebhookProvider(ProviderBase):
     url: WebUrl
     secret_env: EnvName
     timeout_s: float = Field(10.0, gt=0, le=300)
+    allow_private_targets: bool = Field(
+        False, description="allow a private, loopback or link-local target (default: refused)"
+    )
 
     def secrets(self) -> dict[str, str]:
         return {"secret": self.secret_env}
@@ -165,6 +168,9 @@ class WebPushProvider(ProviderBase):
         None, description="push service hosts a subscription may point at; any when absent"
     )
     ttl_s: int = Field(86_400, ge=0, le=2_419_200)
+    allow_private_targets: bool = Field(
+        False, description="allow private, loopback or link-local endpoints (default: refused)"
+    )
 
     def secrets(self) -> dict[str, str]:
         return {"vapid_private_key": self.vapid_private_key_env}

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from momently.decide.spec import Message, OfferSpec
 from momently.deliver.errors import RenderError
+from momently.deliver.sandbox import GuardedSandbox
 from momently.moments.model import Moment
 from momently.state.profile import Profile
 
@@ -169,10 +169,9 @@ class Renderer:
     """Renders messages; compiled templates are cached by their source."""
 
     def __init__(self, *, layout: str = DEFAULT_LAYOUT, max_output: int = MAX_OUTPUT) -> None:
-        self._text = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
-        self._html = ImmutableSandboxedEnvironment(
-            undefined=jinja2.StrictUndefined, autoescape=True
-        )
+        # Jinja's immutable sandbox, bounded in work and memory per render (deliver.sandbox).
+        self._text = GuardedSandbox(undefined=jinja2.StrictUndefined)
+        self._html = GuardedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
         self._cache: dict[tuple[bool, str], jinja2.Template] = {}
         self.max_output = max_output
         self._layout = self._compile(layout, html=True, field="layout")

@@ -114,8 +114,12 @@ def _provider(
         from momently.deliver.channels.webhook import WebhookChannel, WebhookSettings
 
         return WebhookChannel(
-            WebhookSettings(spec.url, found["secret"], name=name, timeout_s=spec.timeout_s), clock
-        )
+            WebhookSettings(
+                spec.url, found["secret"], name=name, timeout_s=spec.timeout_s,
+                allow_private=spec.allow_private_targets,
+            ),
+            clock,
+        )  # fmt: skip
     if spec.type == "sms":
         from momently.deliver.channels.sms import SmsChannel, SmsSettings
 
@@ -133,6 +137,7 @@ def _provider(
         WebPushSettings(
             vapid_private_key=found["vapid_private_key"], subject=spec.subject,
             ttl_s=spec.ttl_s, allowed_hosts=spec.allowed_hosts, name=name,
+            allow_private=spec.allow_private_targets,
         ),
         clock,
     )  # fmt: skip

@@ -22,6 +22,7 @@ import msgspec
 from momently.clock import Clock
 from momently.deliver.channels.http import response_error, transport_error
 from momently.deliver.message import OutboundMessage, SendResult
+from momently.deliver.ssrf import Resolver, TargetPolicy, system_resolver
 
 
 def secret_key(secret: str) -> bytes:
@@ -51,6 +52,7 @@ class WebhookSettings:
     name: str = "webhook"
     timeout_s: float = 10.0
     event_type: str = "momently.message"
+    allow_private: bool = False  # private, loopback and link-local targets (see deliver.ssrf)
 
     def __post_init__(self) -> None:
         secret_key(self.secret)
@@ -69,11 +71,15 @@ class WebhookChannel:
         clock: Clock,
         *,
         transport: httpx.BaseTransport | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.settings = settings
         self.name = settings.name
         self._clock = clock
-        self._client = httpx.Client(timeout=settings.timeout_s, transport=transport)
+        self._policy = TargetPolicy(settings.allow_private, resolver)
+        self._client = httpx.Client(
+            timeout=settings.timeout_s, transport=transport, follow_redirects=False
+        )
 
     def payload(self, message: OutboundMessage, now_ms: int) -> bytes:
         data: dict[str, Any] = msgspec.to_builtins(message)
@@ -92,6 +98,7 @@ class WebhookChannel:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature(self.settings.secret, message.key, timestamp, body),
         }
+        self._policy.check_url(self.settings.url)
         try:
             response = self._client.post(self.settings.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -28,6 +28,7 @@ from momently.clock import Clock
 from momently.deliver.channels.http import status_error
 from momently.deliver.errors import PermanentSendError, RetryableSendError
 from momently.deliver.message import OutboundMessage, SendResult
+from momently.deliver.ssrf import Resolver, TargetPolicy, system_resolver
 
 Urgency = Literal["very-low", "low", "normal", "high"]
 GONE = frozenset({404, 410})
@@ -42,6 +43,7 @@ class WebPushSettings:
     timeout_s: float = 10.0
     allowed_hosts: tuple[str, ...] | None = None  # e.g. ("fcm.googleapis.com", ...)
     allow_http: bool = False  # only for a loopback push service in tests
+    allow_private: bool = False  # private, loopback and link-local endpoints (deliver.ssrf)
     name: str = "webpush"
 
     def __post_init__(self) -> None:
@@ -70,15 +72,25 @@ def _unsent(exc: requests.RequestException) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
+class _NoRedirects(requests.Session):
+    """A session that never follows a redirect: its target was never checked (SSRF)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        return None
+
+
 class WebPushChannel:
     dedupes = True  # Topic at the push service, the notification tag on the device
 
-    def __init__(self, settings: WebPushSettings, clock: Clock) -> None:
+    def __init__(
+        self, settings: WebPushSettings, clock: Clock, *, resolver: Resolver = system_resolver
+    ) -> None:
         self.settings = settings
         self.name = settings.name
         self._clock = clock
         self._vapid = load_vapid(settings.vapid_private_key)
-        self._session = requests.Session()
+        self._policy = TargetPolicy(settings.allow_private, resolver)
+        self._session = _NoRedirects()
 
     def close(self) -> None:
         self._session.close()
@@ -98,6 +110,7 @@ class WebPushChannel:
         allowed = self.settings.allowed_hosts
         if allowed is not None and parts.hostname not in allowed:
             raise PermanentSendError(f"push endpoint host {parts.hostname} is not allowed")
+        self._policy.check_url(endpoint)  # the browser chose it: never into our network
         return {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
 
     def payload(self, message: OutboundMessage) -> bytes:

@@ -1,0 +1,176 @@
+"""SSRF: webhooks and Web Push never reach private, loopback or link-local addresses
+unless the provider allows it; every resolved address is checked; no redirect is followed."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+
+import msgspec
+import pytest
+from py_vapid import Vapid02
+
+from momently.clock import FakeClock
+from momently.decide.spec import WebhookProvider, WebPushProvider
+from momently.deliver.channels.webhook import WebhookChannel, WebhookSettings
+from momently.deliver.channels.webpush import WebPushChannel, WebPushSettings
+from momently.deliver.errors import PermanentSendError, RetryableSendError
+from momently.deliver.ssrf import BlockedTarget, TargetPolicy, is_public
+from momently.runtime.delivery import _provider
+from tests.deliver.fakes import message
+from tests.deliver.servers import Recorder, Reply
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+PRIVATE = [
+    "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+    "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "192.0.2.1", "::1", "::",
+    "fe80::1", "fc00::1", "fd12:3456::1", "::ffff:10.0.0.1", "::ffff:127.0.0.1",
+    "2002:7f00:1::1", "2002:a9fe:a9fe::1", "ff02::1",
+]  # fmt: skip
+PUBLIC = ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001::1"]
+
+
+@pytest.mark.parametrize("address", PRIVATE)
+def test_private_loopback_link_local_and_hidden_v4_are_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_are(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+def resolver(table: dict[str, list[str]]) -> object:
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        if host not in table:
+            raise OSError("Name or service not known")
+        return table[host]
+
+    resolve.asked = asked  # type: ignore[attr-defined]
+    return resolve
+
+
+def test_every_resolved_address_is_checked() -> None:
+    names = {
+        "public.example": ["93.184.216.34"],
+        "mixed.example": ["93.184.216.34", "10.0.0.5"],  # one bad address is enough
+        "metadata.example": ["169.254.169.254"],
+        "v6.example": ["2606:4700:4700::1111", "fe80::1%eth0"],
+    }
+    policy = TargetPolicy(resolver=resolver(names))  # type: ignore[arg-type]
+    policy.check_url("https://public.example/hook")
+    for host in ("mixed.example", "metadata.example", "v6.example"):
+        with pytest.raises(BlockedTarget, match="not a public address"):
+            policy.check_url(f"https://{host}/hook")
+    for literal in ("http://127.0.0.1:8080/x", "http://[::1]/x", "https://169.254.169.254/x"):
+        with pytest.raises(BlockedTarget):
+            policy.check_url(literal)
+    with pytest.raises(RetryableSendError, match="cannot resolve"):  # DNS down: try later
+        policy.check_url("https://unknown.example/hook")
+
+
+def test_allowed_private_targets_resolve_nothing() -> None:
+    def refuse(host: str, port: int) -> list[str]:
+        raise AssertionError("no lookup when private targets are allowed")
+
+    TargetPolicy(allow_private=True, resolver=refuse).check_url("http://10.0.0.1/x")
+
+
+@pytest.mark.integration
+def test_a_webhook_to_loopback_is_refused_by_default(http: Recorder) -> None:
+    clock = FakeClock(0)
+    hook = WebhookChannel(WebhookSettings(url=http.url, secret=SECRET), clock)
+    try:
+        with pytest.raises(PermanentSendError, match="not a public address"):
+            hook.send(message())
+    finally:
+        hook.close()
+    assert http.requests == []  # refused before any connection
+    allowed = WebhookChannel(
+        WebhookSettings(url=http.url, secret=SECRET, allow_private=True), clock
+    )
+    try:
+        assert allowed.send(message()).detail == "200"
+    finally:
+        allowed.close()
+    assert len(http.requests) == 1
+
+
+@pytest.mark.integration
+def test_a_name_that_resolves_inside_is_refused(http: Recorder) -> None:
+    port = http.url.rsplit(":", 1)[1].split("/")[0]
+    fake = resolver({"hooks.brand.example": ["127.0.0.1"]})
+    hook = WebhookChannel(
+        WebhookSettings(url=f"http://hooks.brand.example:{port}/", secret=SECRET),
+        FakeClock(0),
+        resolver=fake,  # type: ignore[arg-type]
+    )
+    try:
+        with pytest.raises(PermanentSendError, match="127.0.0.1"):
+            hook.send(message())
+    finally:
+        hook.close()
+    assert http.requests == [] and fake.asked == ["hooks.brand.example"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+def test_a_webhook_redirect_is_not_followed(http: Recorder) -> None:
+    http.script = [Reply(307, b"", {"location": "http://169.254.169.254/latest/meta-data/"})]
+    hook = WebhookChannel(
+        WebhookSettings(url=http.url, secret=SECRET, allow_private=True), FakeClock(0)
+    )
+    try:
+        with pytest.raises(RetryableSendError, match="HTTP 307"):
+            hook.send(message())
+    finally:
+        hook.close()
+    assert len(http.requests) == 1
+
+
+def subscription(endpoint: str) -> str:
+    return json.dumps({"endpoint": endpoint, "keys": {"p256dh": "x", "auth": "y"}})
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://127.0.0.1/push",
+        "https://[::1]/push",
+        "https://10.0.0.1/push",
+        "https://push.internal.example/push",  # resolves to a private address
+    ],
+)
+def test_a_push_endpoint_inside_is_refused(endpoint: str) -> None:
+    vapid = Vapid02()
+    vapid.generate_keys()
+    settings = WebPushSettings(
+        vapid_private_key=vapid.private_pem().decode(), subject="mailto:o@b.example"
+    )
+    fake = resolver({"push.internal.example": ["192.168.0.7"]})
+    channel = WebPushChannel(settings, FakeClock(0), resolver=fake)  # type: ignore[arg-type]
+    push = msgspec.structs.replace(message(channel="web_push"), to=subscription(endpoint))
+    try:
+        with pytest.raises(PermanentSendError, match="not a public address"):
+            channel.send(push)
+    finally:
+        channel.close()
+
+
+def test_the_playbook_setting_reaches_the_adapters() -> None:
+    environ = {"S": SECRET}
+    strict = WebhookProvider(type="webhook", url="https://h.example/x", secret_env="S")
+    assert strict.allow_private_targets is False
+    built = _provider("hook", "h", strict, environ, FakeClock(0))
+    assert isinstance(built, WebhookChannel) and built.settings.allow_private is False
+    built.close()
+    loose = strict.model_copy(update={"allow_private_targets": True})
+    built = _provider("hook", "h", loose, environ, FakeClock(0))
+    assert isinstance(built, WebhookChannel) and built.settings.allow_private is True
+    built.close()
+    assert WebPushProvider.model_fields["allow_private_targets"].default is False
