@@ -10,11 +10,12 @@ and cuts it to zero bytes.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from momently.errors import Unavailable
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -27,14 +28,18 @@ def secure_delete(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("PRAGMA secure_delete=OFF")
 
 
-def scrub(conn: sqlite3.Connection) -> None:
-    """Rebuild the database and empty its WAL; raises Unavailable if a reader held the WAL.
+def scrub(conn: sqlite3.Connection) -> bool:
+    """Rebuild the database and empty its WAL; False (logged) if a reader held the WAL.
 
-    Runs outside any transaction on ``conn``; costs a rewrite of the whole file.
+    Runs outside any transaction on ``conn``; costs a rewrite of the whole file. A
+    failure does not undo the delete before it, and is not raised: the rest of an
+    erasure (the other stores, the suppression entries) must still happen.
     """
     conn.execute("VACUUM")
     busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
-        # A reader kept a snapshot past the busy timeout: the rows are deleted, but old
-        # frames may still sit in the WAL until the next scrub or checkpoint.
-        raise Unavailable(retry_after=1)
+        # A reader kept a snapshot past the busy timeout: the rows are deleted and the
+        # freed pages zeroed, but old frames may sit in the WAL until its next reset.
+        log.error("could not truncate the WAL after a privacy delete; old frames may remain")
+        return False
+    return True
