@@ -170,6 +170,8 @@ def test_events_of_an_erased_identity_are_dropped_and_counted(rig_factory: RigFa
     stats = rig.get("/api/privacy/stats")
     assert stats["suppressedEvents"] == len(replays) + 1
     assert stats["suppressedIdentities"] == 6 and stats["erasures"] == 1
+    metrics = rig.client.get("/metrics", headers=rig.admin).text
+    assert f"momently_privacy_suppressed_events_total {len(replays) + 1}.0" in metrics
     assert rig.client.get(f"/api/profiles/{ERIN['user']}", headers=rig.admin).status_code == 404
 
 
@@ -204,4 +206,4 @@ def test_retention_deletes_only_old_events(rig_factory: RigFactory, tmp_path: Pa
     rig.settle()
     assert privacy.tick() == 2  # the late one, and "29 days" has turned 31
     assert [e["properties"]["age"] for e in rig.events("ola", "Product Viewed")] == [1]
-    assert rig.get("/api/privacy/stats")["expired_events"] == 4
+    assert rig.get("/api/privacy/stats")["expiredEvents"] == 4

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from momently.clock import Clock
 from momently.decide.records import DecisionQuery
@@ -78,7 +81,7 @@ class Privacy:
         self.retention_ms = None if retention_days is None else int(retention_days * DAY_MS)
         self.retention_every_ms = retention_every_ms
         self.next_retention_ms = clock.now_ms()
-        self.counts = {"erasures": 0, "erased_events": 0, "expired_events": 0}
+        self.counts = {"erasures": 0, "erasedEvents": 0, "expiredEvents": 0}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -190,7 +193,7 @@ class Privacy:
             self.engine.forget(members)
             self.runner.stage.forget(members)
         self.counts["erasures"] += 1
-        self.counts["erased_events"] += events
+        self.counts["erasedEvents"] += events
         log.info("erased a customer: %d events, %d identities", events, len(keys))
         return Erasure(len(members), len(keys), events, rows, sends)
 
@@ -207,7 +210,7 @@ class Privacy:
         with self.runner.lock:
             # Only what the moment stage has read: an event it has not seen is kept for it.
             gone = self.store.expire_events(cutoff, self.moments.checkpoint())
-        self.counts["expired_events"] += gone
+        self.counts["expiredEvents"] += gone
         return gone
 
     def tick(self) -> int:
@@ -240,8 +243,33 @@ class Privacy:
             self._thread = None
 
     def stats(self) -> dict[str, int]:
+        """Erasures, events erased and expired, suppressed identities and events dropped."""
         return {
             **self.counts,
             "suppressedIdentities": len(self.suppression),
             "suppressedEvents": self.suppression.dropped,
         }
+
+
+class PrivacyCollector(Collector):
+    """Prometheus: erasures, erased and expired events, suppressed identities and the
+    events they turned away at ingestion."""
+
+    def __init__(self, privacy: Privacy) -> None:
+        self.privacy = privacy
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self.privacy.stats()
+        for name, key, text in (
+            ("momently_privacy_erasures", "erasures", "Customers erased"),
+            ("momently_privacy_erased_events", "erasedEvents", "Events erased with a customer"),
+            ("momently_privacy_expired_events", "expiredEvents", "Events deleted by retention"),
+            ("momently_privacy_suppressed_events", "suppressedEvents",
+             "Events dropped at ingestion for naming an erased identity"),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, text, value=stats[key])
+        yield GaugeMetricFamily(
+            "momently_privacy_suppressed_identities",
+            "Identities kept as suppression digests",
+            value=stats["suppressedIdentities"],
+        )

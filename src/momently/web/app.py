@@ -31,7 +31,7 @@ from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
 from momently.privacy.consent import gate_routes
 from momently.privacy.engine import PrivacyEngine
-from momently.privacy.service import Privacy
+from momently.privacy.service import Privacy, PrivacyCollector
 from momently.privacy.suppression import Suppression, privacy_secret
 from momently.runtime.delivery import (
     Delivery,
@@ -164,6 +164,7 @@ def create_app(
     metrics.pending.set_function(lambda: writer.pending)
     metrics.moment_position.set_function(lambda: stage.position)
     metrics.registry.register(DeliveryCollector(delivery))
+    metrics.registry.register(PrivacyCollector(privacy))
     access: Access = open_access(settings, clock, memory=memory)
     tracking = TrackingAPI(writer, KeyedWriteKeys(access), clock, metrics)
 
