@@ -5,8 +5,8 @@ WRITE_KEY ?= dev-write-key
 ADMIN_KEY ?= dev-admin-key
 PORT ?= 8000
 # Debian packages the tests need: Chromium for the in-app and dashboard browser tests,
-# nats-server (JetStream) for the distributed mode's tests.
-DEBIAN_PACKAGES := chromium nats-server
+# nats-server (JetStream) and PostgreSQL (server binaries) for the distributed mode's tests.
+DEBIAN_PACKAGES := chromium nats-server postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo serve test lint bench clean
@@ -20,7 +20,8 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 system:
-	@command -v chromium >/dev/null 2>&1 && command -v nats-server >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 && command -v nats-server >/dev/null 2>&1 && \
+		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); }
 

@@ -22,8 +22,10 @@ from momently.engine import Engine, IngestResult
 from momently.events import Event
 from momently.state.profile import Profile, apply_event, new_profile
 from momently.store import open_store
+from momently.store.postgres import IntegrityError, PostgresStore
 from momently.store.sqlite import SqliteStore
 from momently.types import Changes, IdentityKey, LogRecord, Store
+from tests.postgres import cluster
 from tests.test_identity_properties import BASE_MS, make_event, unruly_events
 
 # name -> how to open that backend's store in a directory of its own. Reopening
@@ -31,8 +33,11 @@ from tests.test_identity_properties import BASE_MS, make_event, unruly_events
 BACKENDS: Final[dict[str, Callable[[Path], Store]]] = {
     "memory": lambda where: open_store("memory://"),
     "sqlite": lambda where: SqliteStore(where / "momently.db", synchronous="OFF"),
+    "postgresql": lambda where: PostgresStore(cluster().url(where)),  # a schema per directory
 }
-DURABLE: Final = ["sqlite"]
+DURABLE: Final = ["sqlite", "postgresql"]
+# What a commit that breaks a constraint half-way raises, by backend.
+BROKEN_COMMIT: Final = {"sqlite": sqlite3.IntegrityError, "postgresql": IntegrityError}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -288,7 +293,9 @@ def test_a_reopened_store_sees_everything(store_factory: Callable[[], Store]) ->
 
 
 @pytest.mark.parametrize("backend", DURABLE)
-def test_a_commit_that_fails_half_way_is_rolled_back(store_factory: Callable[[], Store]) -> None:
+def test_a_commit_that_fails_half_way_is_rolled_back(
+    backend: str, store_factory: Callable[[], Store]
+) -> None:
     """The failure comes after the events are written, inside the transaction."""
     store = store_factory()
     store.commit([("c1", event(1))], Changes(profiles={"c1": profile_of("c1", event(1))}))
@@ -298,7 +305,7 @@ def test_a_commit_that_fails_half_way_is_rolled_back(store_factory: Callable[[],
         identities={("anonymous_id", "a2"): "c2"},
         merged={"c1": cast(str, None)},  # breaks merges.winner NOT NULL, the last write
     )
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(BROKEN_COMMIT[backend]):
         store.commit([("c2", event(2))], broken)
     assert everything(store) == before
     assert store.owner(("anonymous_id", "a2")) is None

@@ -11,7 +11,9 @@ from momently.clock import FakeClock
 from momently.deliver.store_memory import MemoryOutboxStore
 from momently.deliver.store_sqlite import SqliteOutboxStore
 from momently.deliver.types import OutboxStore
+from momently.store.postgres import PostgresOutboxStore
 from tests.deliver.servers import Recorder, http_server
+from tests.postgres import cluster
 
 START = 1_790_000_000_000
 
@@ -23,9 +25,10 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Opens the store under test; on SQLite each call reopens the same file (a restart)."""
+    """Opens the store under test; on SQLite (PostgreSQL) each call reopens the same file
+    (schema): a restart."""
     opened: list[OutboxStore] = []
     memory = MemoryOutboxStore()
 
@@ -33,8 +36,10 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         store: OutboxStore
         if request.param == "memory":
             store = memory
-        else:
+        elif request.param == "sqlite":
             store = SqliteOutboxStore(tmp_path / "outbox.db")
+        else:
+            store = PostgresOutboxStore(cluster().url(tmp_path))
         opened.append(store)
         return store
 

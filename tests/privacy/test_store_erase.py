@@ -14,8 +14,10 @@ from momently.events import Event, from_ms
 from momently.privacy.engine import PrivacyEngine
 from momently.privacy.suppression import Suppression
 from momently.store.memory import MemoryStore
+from momently.store.postgres import PostgresStore
 from momently.store.sqlite import SqliteStore
 from momently.types import Store
+from tests.postgres import cluster
 
 START = 1_790_000_000_000
 DAY = 86_400_000
@@ -28,9 +30,13 @@ def event(user: str, at: int, n: int) -> Event:
     )  # fmt: skip
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "m.db")
+    opened: Store
+    if request.param == "postgresql":
+        opened = PostgresStore(cluster().url(tmp_path))
+    else:
+        opened = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "m.db")
     yield opened
     opened.close()
 
