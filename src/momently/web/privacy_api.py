@@ -36,6 +36,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
     403: {"model": models.Error, "description": "an admin key without the scope"},
     404: {"model": models.Error, "description": "no such customer"},
+    429: {"model": models.Error, "description": "overloaded, or over the key's rate limit"},
+    503: {"model": models.Error, "description": "the store could not commit; retry"},
 }
 Identifier = Annotated[str, Field(min_length=1, max_length=512)]
 
@@ -94,7 +96,11 @@ def privacy_router(
     spec = playbook.decide
     scopes = {ALL} | {c.name for c in spec.channels} | {c.kind for c in spec.channels}
 
-    @consent_routes.post("/api/customers/{id}/consent", response_model=ConsentAnswer)
+    @consent_routes.post(
+        "/api/customers/{id}/consent",
+        response_model=ConsentAnswer,
+        responses={400: {"model": models.Error, "description": "a channel the playbook lacks"}},
+    )
     def consent(id: str, change: ConsentChange) -> ConsentAnswer:  # noqa: A002 - the path's
         """Record an opt-in or opt-out; an opt-out holds before the next decision and
         cancels the sends already scheduled that it forbids."""
