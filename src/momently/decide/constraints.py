@@ -20,6 +20,8 @@ True
 
 from __future__ import annotations
 
+import bisect
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -75,7 +77,13 @@ class Refusal:
 def customer_zone(profile: Profile | None) -> ZoneInfo:
     """The customer's time zone, UTC when unknown or not a real zone."""
     value = None if profile is None or profile.timezone is None else profile.timezone.value
-    return zone_for(value if isinstance(value, str) else None)
+    return _zone(value if isinstance(value, str) else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str | None) -> ZoneInfo:
+    # Remembered: a name that is not a zone would otherwise be looked up on disk every time.
+    return zone_for(name)
 
 
 def local_minutes(at_ms: int, zone: ZoneInfo) -> int:
@@ -86,7 +94,12 @@ def local_minutes(at_ms: int, zone: ZoneInfo) -> int:
 
 def in_quiet_hours(quiet: QuietHours, minute: int) -> bool:
     """Whether a local minute of the day falls in the quiet hours (start inclusive)."""
-    start, end = quiet.minutes
+    return quiet_minute(quiet.minutes, minute)
+
+
+def quiet_minute(minutes: tuple[int, int], minute: int) -> bool:
+    """:func:`in_quiet_hours` for quiet hours as (start, end) minutes after midnight."""
+    start, end = minutes
     if start == end:
         return False
     if start < end:
@@ -135,7 +148,34 @@ def cap_keep_ms(caps: list[CapSpec]) -> int:
     return longest
 
 
-Windows = dict[str, list[tuple[int, int]]]  # calendar cap period -> spans seen
+_SPANS: dict[tuple[ZoneInfo, str], tuple[list[int], list[tuple[int, int]]]] = {}
+_SPANS_KEPT: Final = 4096  # spans remembered per zone and period before starting afresh
+
+
+def calendar_span(cap: CapSpec, at_ms: int, zone: ZoneInfo) -> tuple[int, int]:
+    """:func:`cap_window` for a calendar cap, remembered across calls.
+
+    Local days (and weeks) follow one another without gap or overlap — each
+    span ends where the next begins, daylight-saving changes included — so a
+    span found once is the answer for every later time inside it, and most
+    calls cost a binary search instead of time zone arithmetic.
+    """
+    per = str(cap.per)
+    found = _SPANS.get((zone, per))
+    if found is None:
+        found = _SPANS[(zone, per)] = ([], [])
+    starts, spans = found
+    i = bisect.bisect_right(starts, at_ms) - 1
+    if i >= 0 and at_ms < spans[i][1]:
+        return spans[i]
+    span = cap_window(cap, at_ms, zone)
+    if len(starts) >= _SPANS_KEPT:
+        starts.clear()
+        spans.clear()
+    i = bisect.bisect_right(starts, span[0])
+    starts.insert(i, span[0])
+    spans.insert(i, span)
+    return span
 
 
 def _cap_refusal(
@@ -145,24 +185,15 @@ def _cap_refusal(
     zone: ZoneInfo,
     channel: str,
     offer: str | None,
-    windows: Windows | None = None,
 ) -> Refusal | None:
     if cap.channel is not None and cap.channel != channel:
         return None
     if not contacts.items and cap.max >= 1:
         return None
-    if windows is None or isinstance(cap.per, int):
+    if isinstance(cap.per, int):
         start, end = cap_window(cap, at_ms, zone)
     else:
-        # Calendar spans: one decision's slots fall in two or three local days, so the
-        # spans found so far are searched before any time zone arithmetic is done.
-        spans = windows.setdefault(cap.per, [])
-        for start, end in spans:
-            if start <= at_ms < end:
-                break
-        else:
-            start, end = cap_window(cap, at_ms, zone)
-            spans.append((start, end))
+        start, end = calendar_span(cap, at_ms, zone)
     if isinstance(cap.per, int):
         # A rolling span: no window of that length around the new message may exceed max.
         times = sorted(
@@ -183,11 +214,16 @@ def _cap_refusal(
             and (offer is None or c.offer == offer)
         )
     if used + 1 > cap.max:
-        scope = f"offer {offer}" if offer else "all offers"
-        on = f" on {cap.channel}" if cap.channel else ""
-        per = cap.per if isinstance(cap.per, str) else f"{cap.per // 60_000} min"
-        return Refusal("cap", f"{scope}{on}: {used} of {cap.max} per {per} already")
+        return cap_refusal(cap, used, offer)
     return None
+
+
+def cap_refusal(cap: CapSpec, used: int, offer: str | None) -> Refusal:
+    """What a cap that binds says: whose messages, how many of how many, per what."""
+    scope = f"offer {offer}" if offer else "all offers"
+    on = f" on {cap.channel}" if cap.channel else ""
+    per = cap.per if isinstance(cap.per, str) else f"{cap.per // 60_000} min"
+    return Refusal("cap", f"{scope}{on}: {used} of {cap.max} per {per} already")
 
 
 def _max_in_span(times: list[int], pivot: int, span: int) -> int:
@@ -243,12 +279,11 @@ def caps_refusal(
     zone: ZoneInfo,
     channel: str,
     offer: str | None = None,
-    windows: Windows | None = None,
 ) -> Refusal | None:
     """Check 3: the first cap a message at ``at_ms`` would exceed (an offer's caps count
-    only that offer's messages); ``windows`` caches cap spans across calls."""
+    only that offer's messages)."""
     for cap in caps:
-        refusal = _cap_refusal(cap, contacts, at_ms, zone, channel, offer, windows)
+        refusal = _cap_refusal(cap, contacts, at_ms, zone, channel, offer)
         if refusal is not None:
             return refusal
     return None
