@@ -54,7 +54,7 @@ def test_rounded_near_halves_and_zeros(whole: int, frac: float, digits: int, neg
 def test_calendar_spans_remembered_are_the_spans_computed(
     times: list[int], zone: str, per: str
 ) -> None:
-    cap = CapSpec(max=1, per=per)  # type: ignore[arg-type]
+    cap = CapSpec(max=1, per=per)
     tz = ZoneInfo(zone)
     for at in times:
         assert calendar_span(cap, at, tz) == cap_window(cap, at, tz)
