@@ -56,7 +56,7 @@ def test_models_show_versions_updates_and_live_metrics(app: App) -> None:
     assert touchpoints["metrics"]["labels"] == 2.0  # one transition in four is scored
     assert 0.0 <= touchpoints["metrics"]["hitAt3"] <= 1.0
     assert "hitAt3" in touchpoints["baseline"]
-    assert models["propensity"]["kind"] == "StandardScaler | clip_scores | LogisticRegression"
+    assert models["propensity"]["kind"] == "StandardScaler | clip | LogisticRegression"
     assert models["propensity"]["metrics"] == {"labels": 0.0}  # no label is due yet
 
 

@@ -18,7 +18,7 @@ import momently.predict
 from momently.errors import ConfigError
 from momently.events import Event, from_ms
 from momently.moments.records import ModelSnapshot
-from momently.predict import Predictor, PredictSettings, PredictState
+from momently.predict import Predictor, PredictSettings, PredictState, propensity
 from momently.predict.affinity import ChannelAffinity
 from momently.predict.curve import ReceptivityCurve
 from momently.predict.decay import bump, read
@@ -29,7 +29,6 @@ from momently.predict.receptivity import Receptivity
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.predict.signals import CHANNELS, read_signal
 from momently.predict.synthetic import START, event
-from momently.predict.types import Features
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(momently.predict.__path__))
 
@@ -222,6 +221,8 @@ def test_a_new_brand_starts_from_the_priors_not_from_a_coin_toss() -> None:
     for i in range(settings.prior_labels):
         slot.model.learn_one({"purchases": float(i % 2)}, i % 2 == 1)
         slot.updates += 1
-    x: Features = {"purchases": 1.0}
-    assert predictor._binary("propensity", x) == slot.model.predict_proba_one(x)[True]
+    x = propensity.features(PredictState().activity, START)
+    assert predictor.probability("propensity", list(x.values())) == pytest.approx(
+        slot.model.predict_proba_one(x)[True], abs=1e-12
+    )
     assert slot.tracker.report() == {"labels": 0.0}

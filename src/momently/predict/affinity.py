@@ -135,15 +135,16 @@ def use_device(state: PredictState, signal: Signal, ts: int, settings: PredictSe
         return
     use = state.devices.get(signal.device)
     if use is None:
-        use = DeviceUse(signal.device_type, 0.0, ts)
-    score = use.score
+        use = state.devices[signal.device] = DeviceUse(signal.device_type, 0.0, ts)
     if ts >= use.at:
-        score = score * math.exp(-(ts - use.at) / DEVICE_TAU) + 1.0
-        at = ts
+        if ts > use.at:
+            use.score *= math.exp(-(ts - use.at) / DEVICE_TAU)
+            use.at = ts
+        use.score += 1.0
     else:
-        score += math.exp(-(use.at - ts) / DEVICE_TAU)
-        at = use.at
-    state.devices[signal.device] = DeviceUse(signal.device_type or use.type, score, at)
+        use.score += math.exp(-(use.at - ts) / DEVICE_TAU)
+    if signal.device_type:
+        use.type = signal.device_type
     if len(state.devices) > settings.max_devices:
         oldest = min(state.devices.items(), key=lambda kv: (kv[1].at, kv[0]))[0]
         del state.devices[oldest]

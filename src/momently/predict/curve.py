@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from momently.predict.localtime import hour_of_week, zone
-from momently.predict.receptivity import HOURS, PopulationRates, customer_x, posterior
+from momently.predict.receptivity import HOURS, PopulationRates, posterior
 from momently.predict.settings import HOUR
+
+_NONE = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,15 +28,16 @@ class ReceptivityCurve:
 
     def hour_rate(self, hour: int) -> float:
         """P(engage) after a delivery at local hour of week ``hour``."""
-        x = customer_x(self.counts, hour)
+        counts = self.counts
+        n, k = counts.get(hour, (0, 0))
+        day_n = day_k = 0
+        for other in range(hour % 24, HOURS, 24):
+            if other != hour and other in counts:
+                on, ok = counts[other]
+                day_n += on
+                day_k += ok
         return posterior(
-            self.population.rate(hour),
-            x["n"],
-            x["k"],
-            x["day_n"],
-            x["day_k"],
-            self.day_strength,
-            self.hour_strength,
+            self.population.rate(hour), n, k, day_n, day_k, self.day_strength, self.hour_strength
         )
 
     def at(self, ms: int) -> float:
@@ -42,18 +45,32 @@ class ReceptivityCurve:
         return self.hour_rate(hour_of_week(ms, self.timezone))
 
     def weekly(self) -> tuple[float, ...]:
-        """P(engage) for each local hour of week, Monday 00:00 first."""
+        """P(engage) for each local hour of week, Monday 00:00 first.
+
+        An hour of the day the customer has no trials at, on any day, is the
+        population's rate at each of its seven hours: only the hours of the day
+        the customer has evidence for are worked out.
+        """
         counts = self.counts
+        rates = self.population.rates
+        if not counts:
+            return rates
         day_n, day_k = [0] * 24, [0] * 24
         for hour, (n, k) in counts.items():
             day_n[hour % 24] += n
             day_k[hour % 24] += k
-        rate, day_s, hour_s = self.population.rate, self.day_strength, self.hour_strength
-        week = []
-        for hour in range(HOURS):
-            n, k = counts.get(hour, (0, 0))
-            d = hour % 24
-            week.append(posterior(rate(hour), n, k, day_n[d] - n, day_k[d] - k, day_s, hour_s))
+        week = list(rates)
+        ds, hs = self.day_strength, self.hour_strength
+        for d in range(24):
+            if not day_n[d] and not day_k[d]:
+                continue
+            dn_d, dk_d = day_n[d], day_k[d]
+            for hour in range(d, HOURS, 24):
+                # posterior(), inlined: this runs for every hour of a decision's week.
+                n, k = counts.get(hour, _NONE)
+                dn, dk = dn_d - n, dk_d - k
+                day = ((dk if dk < dn else dn) + ds * rates[hour]) / (dn + ds)
+                week[hour] = ((k if k < n else n) + hs * day) / (n + hs)
         return tuple(week)
 
     def daily(self) -> tuple[float, ...]:

@@ -26,10 +26,9 @@ def advance(values: list[float], at: int, ts: int, taus: Sequence[float]) -> int
     if ts <= at:
         return at
     dt = ts - at
-    factors = [math.exp(-dt / tau) for tau in taus]
     width = len(taus)
-    for i in range(len(values)):
-        values[i] *= factors[i % width]
+    factors = [math.exp(-dt / tau) for tau in taus] * (len(values) // width + 1)
+    values[:] = [v * f for v, f in zip(values, factors, strict=False)]
     return ts
 
 
@@ -42,8 +41,12 @@ def bump(
         values.extend([0.0] * ((row + 1) * width - len(values)))
     at = advance(values, at, ts, taus)
     base = row * width
-    for j, tau in enumerate(taus):
-        values[base + j] += w if ts >= at else w * math.exp(-(at - ts) / tau)
+    if ts >= at:
+        for j in range(base, base + width):
+            values[j] += w
+    else:
+        for j, tau in enumerate(taus):
+            values[base + j] += w * math.exp(-(at - ts) / tau)
     return at
 
 

@@ -31,9 +31,9 @@ from momently.predict.state import Snapshot
 from momently.predict.types import Features
 
 
-def pack(x: Features, names: Sequence[str]) -> bytes:
-    """Features in ``names`` order as float32 bytes; a missing feature is 0."""
-    return array.array("f", [x.get(name, 0.0) for name in names]).tobytes()
+def pack(values: Sequence[float]) -> bytes:
+    """Feature values (in the model's feature order) as float32 bytes."""
+    return array.array("f", values).tobytes()
 
 
 def unpack(data: bytes, names: Sequence[str]) -> Features:

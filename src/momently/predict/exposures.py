@@ -71,8 +71,12 @@ def on_exposure(
 def expire(state: PredictState, until: int, settings: PredictSettings) -> Outcomes:
     """The trials of deliveries whose windows event time (``until``) has passed."""
     found = Outcomes()
-    if not state.exposures:
-        return found
+    response, attribution = settings.response_window_ms, settings.attribution_window_ms
+    for e in state.exposures:
+        if e.at + attribution < until or (not e.timed and e.at + response < until):
+            break
+    else:
+        return found  # nothing due: the common case, one pass and no new list
     keep: list[Exposure] = []
     for e in state.exposures:
         if not e.timed and e.at + settings.response_window_ms < until:

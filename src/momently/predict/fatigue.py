@@ -29,14 +29,15 @@ from typing import Final
 
 from momently.predict.decay import bump, read
 from momently.predict.delayed import expired, mark
-from momently.predict.linear import logistic
+from momently.predict.linear import ScaledLogistic, logistic
 from momently.predict.settings import DAY, HOUR, PredictSettings
 from momently.predict.state import Contact, PredictState, Snapshot
-from momently.predict.types import Features, OnlineClassifier
+from momently.predict.types import Features
 
 WINDOWS: Final = (("1d", float(DAY)), ("7d", 7.0 * DAY), ("30d", 30.0 * DAY))
 _TAUS: Final = tuple(tau for _, tau in WINDOWS)
 _ENGAGED_TAU: Final = (30.0 * DAY,)
+_NONE: Final = [0.0] * len(_TAUS)
 FEATURES: Final = (
     *(f"messages_{w}" for w, _ in WINDOWS),
     "engaged_30d",
@@ -50,30 +51,36 @@ FEATURES: Final = (
 """The features of a fatigue snapshot, in stored order."""
 
 
-def fatigue_model() -> OnlineClassifier:
+def fatigue_model() -> ScaledLogistic:
     """A fresh population model (see :mod:`momently.predict.linear`)."""
     return logistic()
 
 
 def features(contact: Contact, now: int) -> Features:
     """Features of one more message delivered at ``now``, on top of what was sent before."""
-    messages = read(contact.messages or [0.0] * len(_TAUS), contact.at, now, _TAUS)
-    x: Features = {
-        f"messages_{w}": math.log1p(m + 1.0) for (w, _), m in zip(WINDOWS, messages, strict=True)
-    }
-    engaged = read([contact.engaged], contact.at, now, _ENGAGED_TAU)[0]
-    x["engaged_30d"] = math.log1p(engaged)
-    x["engagement_rate"] = engaged / (messages[-1] + 1.0)
-    x["since_engaged"] = math.log1p(contact.since_engaged + 1)
-    if contact.last_engaged_ms:
-        x["hours_since_engaged"] = math.log1p(max(0, now - contact.last_engaged_ms) / HOUR)
-        x["never_engaged"] = 0.0
-    else:
-        x["hours_since_engaged"] = 0.0
-        x["never_engaged"] = 1.0
+    return dict(zip(FEATURES, values(contact, now), strict=True))
+
+
+def values(contact: Contact, now: int) -> list[float]:
+    """:func:`features` in :data:`FEATURES` order."""
+    log1p = math.log1p
+    messages = contact.messages or _NONE
+    engaged = contact.engaged
+    if now > contact.at:
+        dt = now - contact.at
+        messages = [m * math.exp(-dt / tau) for m, tau in zip(messages, _TAUS, strict=True)]
+        engaged *= math.exp(-dt / _ENGAGED_TAU[0])
+    x = [log1p(m + 1.0) for m in messages]
     gap = now - contact.last_message_ms if contact.last_message_ms else 30 * DAY
-    x["gap_hours"] = math.log1p(max(0, gap) / HOUR)
-    x["optouts"] = math.log1p(contact.optouts)
+    x += (
+        log1p(engaged),
+        engaged / (messages[-1] + 1.0),
+        log1p(contact.since_engaged + 1),
+        log1p(max(0, now - contact.last_engaged_ms) / HOUR) if contact.last_engaged_ms else 0.0,
+        0.0 if contact.last_engaged_ms else 1.0,
+        log1p(max(0, gap) / HOUR),
+        log1p(contact.optouts),
+    )
     return x
 
 

@@ -15,37 +15,136 @@ Measured on the synthetic population (prequential log loss of propensity,
 * AdaGrad scales each feature's step by its own gradients; river's default
   SGD came within 0.005 (better on fatigue, worse on propensity).
 
+The two river estimators are called directly, not through a river
+``Pipeline``: learning is exactly the pipeline's (the scaler learns ``x``,
+then the regression learns the clipped, scaled ``x``), but a prediction, asked
+on every snapshot and decision, is one pass over the features in a fixed
+order with the scaler's and the regression's parameters read once per update
+(:meth:`ScaledLogistic.proba_values`) — a fifth of the pipeline's cost.
+
 >>> model = logistic()
 >>> str(model)
-'StandardScaler | clip_scores | LogisticRegression'
+'StandardScaler | clip | LogisticRegression'
+>>> model.learn_one({"a": 1.0, "b": 0.0}, True)
+>>> model.learn_one({"a": 0.0, "b": 1.0}, False)
+>>> p = model.predict_proba_one({"a": 1.0, "b": 0.0})[True]
+>>> p > 0.5, abs(model.proba_values([1.0, 0.0], ("a", "b")) - p) < 1e-12
+(True, True)
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, Final
 
-from river import compose, linear_model, optim, preprocessing
+from river import base, linear_model, optim, preprocessing
+from river.base.typing import ClfTarget
 
-from momently.predict.types import Features, OnlineClassifier
+from momently.predict.types import Features
 
 CLIP: Final = 4.0
 
-
-def clip_scores(x: Features) -> Features:
-    """Standardised features clipped to ±:data:`CLIP`."""
-    return {k: (CLIP if v > CLIP else -CLIP if v < -CLIP else v) for k, v in x.items()}
-
-
-def _function(func: Any) -> compose.FuncTransformer:
-    # river annotates FuncTransformer's function for its own dict type; ours is that dict.
-    return compose.FuncTransformer(func)
+# river's preprocessing and linear_model are unannotated: reached through Any.
+_preprocessing: Any = preprocessing
+_linear_model: Any = linear_model
 
 
-def logistic() -> OnlineClassifier:
+def _sigmoid(z: float) -> float:
+    # river.utils.math.sigmoid, which LogisticRegression's loss applies, exactly.
+    if z < -30:
+        return 0.0
+    if z > 30:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+class ScaledLogistic(base.Classifier):
+    """P(True | x): river's StandardScaler, a clip of the scores, river's LogisticRegression.
+
+    Parameters
+    ----------
+    clip
+        Standardised features are clipped to ±``clip``.
+    learning_rate
+        AdaGrad's learning rate for the weights.
+    intercept_lr
+        The intercept's learning rate.
+    """
+
+    def __init__(
+        self, clip: float = CLIP, learning_rate: float = 0.05, intercept_lr: float = 0.05
+    ) -> None:
+        self.clip = clip
+        self.learning_rate = learning_rate
+        self.intercept_lr = intercept_lr
+        self.scaler: Any = _preprocessing.StandardScaler()
+        self.regression: Any = _linear_model.LogisticRegression(
+            optimizer=optim.AdaGrad(learning_rate), intercept_lr=intercept_lr
+        )
+        self._compiled: dict[tuple[str, ...], _Compiled] = {}
+
+    def __str__(self) -> str:
+        return "StandardScaler | clip | LogisticRegression"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_compiled"] = {}  # a cache: not part of what the model knows
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _scaled(self, x: Features) -> Features:
+        clip = self.clip
+        z: Features = self.scaler.transform_one(x)
+        return {k: (clip if v > clip else -clip if v < -clip else v) for k, v in z.items()}
+
+    def learn_one(self, x: Features, y: ClfTarget, w: float = 1.0) -> None:
+        self.scaler.learn_one(x)
+        self.regression.learn_one(self._scaled(x), bool(y), w)
+        self._compiled.clear()
+
+    def predict_proba_one(self, x: Features, **kwargs: Any) -> dict[ClfTarget, float]:
+        p = float(self.regression.predict_proba_one(self._scaled(x))[True])
+        return {False: 1.0 - p, True: p}
+
+    def proba_values(self, values: Sequence[float], names: tuple[str, ...]) -> float:
+        """P(True) for the features ``dict(zip(names, values))``, without building it.
+
+        Equal to ``predict_proba_one`` (up to rounding): the scaler's means and
+        scales and the regression's weights are read once per update, in ``names``
+        order.
+        """
+        compiled = self._compiled.get(names)
+        if compiled is None:
+            compiled = self._compiled[names] = self._compile(names)
+        means, scales, weights, intercept = compiled
+        clip = self.clip
+        z = intercept
+        for v, m, s, wt in zip(values, means, scales, weights, strict=True):
+            d = (v - m) * s
+            z += wt * (clip if d > clip else -clip if d < -clip else d)
+        return _sigmoid(z)
+
+    def _compile(self, names: tuple[str, ...]) -> _Compiled:
+        means, variances = self.scaler.means, self.scaler.vars
+        weights = self.regression.weights
+        scales = []
+        for name in names:
+            v = variances.get(name, 0.0)
+            scales.append(1.0 / math.sqrt(v) if v else 0.0)
+        return (
+            [float(means.get(name, 0.0)) for name in names],
+            scales,
+            [float(weights.get(name, 0.0)) for name in names],
+            float(self.regression.intercept),
+        )
+
+
+_Compiled = tuple[list[float], list[float], list[float], float]
+
+
+def logistic() -> ScaledLogistic:
     """A fresh, untrained classifier."""
-    model: OnlineClassifier = compose.Pipeline(
-        preprocessing.StandardScaler(),
-        _function(clip_scores),
-        linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.05), intercept_lr=0.05),
-    )
-    return model
+    return ScaledLogistic()

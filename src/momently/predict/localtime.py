@@ -25,10 +25,29 @@ def hour_of_week(ms: int, tz: str | None) -> int:
     >>> hour_of_week(1_772_409_600_000, "America/New_York")  # Monday 00:00 UTC
     163
     """
-    return _hour_of_quarter(ms // _QUARTER, tz)
+    offset = _day_offset(ms // _DAY, tz)
+    if offset is None:  # the zone's offset changes this (UTC) day
+        return _hour_of_quarter(ms // _QUARTER, tz)
+    return ((ms + offset) // _HOUR + _EPOCH_HOUR) % 168
 
 
 _QUARTER: Final = 15 * 60_000
+_HOUR: Final = 60 * 60_000
+_DAY: Final = 24 * _HOUR
+_EPOCH_HOUR: Final = 3 * 24  # 1970-01-01 was a Thursday
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_offset(day: int, tz: str | None) -> int | None:
+    # The zone's UTC offset (ms) all through a UTC day, or None on a day it changes.
+    # Cached by day, not by time: a stream of many customers in many zones comes back
+    # to the same few (day, zone) pairs, and rarely to the same quarter-hour.
+    z = zone(tz)
+    first = datetime.fromtimestamp(day * _DAY / 1000, tz=z).utcoffset()
+    last = datetime.fromtimestamp(((day + 1) * _DAY - 1) / 1000, tz=z).utcoffset()
+    if first is None or first != last:
+        return None
+    return int(first.total_seconds() * 1000)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -97,15 +97,23 @@ class NextNeed(base.Classifier):
     def learn_one(self, x: Features, y: ClfTarget) -> None:
         if not isinstance(y, str):
             return
-        if y not in self.counts and len(self.counts) >= self.max_tokens:
+        last, prev = x.get("last"), x.get("prev")
+        self.learn_next(
+            last if isinstance(last, str) else None, prev if isinstance(prev, str) else None, y
+        )
+
+    def learn_next(self, last: str | None, prev: str | None, y: str) -> None:
+        """``learn_one({"last": last, "prev": prev}, y)`` without the features dict."""
+        counts = self.counts
+        count = counts.get(y, 0)
+        if not count and len(counts) >= self.max_tokens:
             return
-        count = self.counts[y] = self.counts.get(y, 0) + 1
+        count = counts[y] = count + 1
         self.total += 1
         self._refresh_popular(y, count)
-        last, prev = x.get("last"), x.get("prev")
-        if isinstance(last, str):
+        if last is not None:
             self._add(last, y)
-            if isinstance(prev, str):
+            if prev is not None:
                 self._add(prev + _SEP + last, y)
 
     def _refresh_popular(self, y: str, count: int) -> None:

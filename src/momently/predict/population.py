@@ -101,6 +101,11 @@ class Population:
         slot.updates += 1
         self.dirty.add(name)
 
+    def learned(self, name: str) -> None:
+        """Count one update a caller made to the model directly."""
+        self.slots[name].updates += 1
+        self.dirty.add(name)
+
     def snapshot(self, *, everything: bool = False) -> dict[str, ModelSnapshot]:
         """Pickled slots of the models changed since the last snapshot (or of all)."""
         names = sorted(self.slots) if everything else sorted(self.dirty)

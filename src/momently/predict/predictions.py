@@ -1,30 +1,101 @@
-"""What the models say about one customer at one time: the decide layer reads this."""
+"""What the models say about one customer at one time: the decide layer reads this.
+
+Each answer is worked out when it is first read, then kept: a decision reads
+propensity, fatigue, the receptivity curve, channels and the next category,
+and pays for nothing else (the next touchpoint and the devices' shares are
+for the API). The answers come from the customer's model state as it is
+when they are read, so read them before the customer's next event is folded
+in — the moment stage and the API read them at once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
 
 from momently.predict.curve import ReceptivityCurve
 
 Ranked = tuple[tuple[str, float], ...]
 
 
-@dataclass(frozen=True, slots=True)
+class Answers(Protocol):
+    """Where :class:`Predictions` gets each answer (the predictor, for one customer)."""
+
+    def propensity(self, now_ms: int) -> float: ...
+
+    def fatigue(self, now_ms: int) -> float: ...
+
+    def receptivity(self) -> ReceptivityCurve: ...
+
+    def channels(self) -> Mapping[str, float]: ...
+
+    def devices(self, now_ms: int) -> Mapping[str, float]: ...
+
+    def active_device(self, now_ms: int) -> str | None: ...
+
+    def next_touchpoints(self) -> Ranked: ...
+
+    def next_categories(self) -> Ranked: ...
+
+
 class Predictions:
     """What the models say about one customer at ``at_ms``; read by the decide layer."""
 
-    at_ms: int
-    propensity: float  # P(converts within the horizon)
-    receptivity: ReceptivityCurve  # P(engages) by local hour; .at(ms), .best_time(...)
-    engage_now: float  # P(engages) with a message delivered at ``at_ms``
-    channels: Mapping[str, float]  # P(engages) per channel
-    best_channel: str
-    devices: Mapping[str, float]  # share of recent use per device, largest first
-    active_device: str | None  # a device used within the active window, if any
-    fatigue: float  # P(opts out) after one more message now
-    next_touchpoints: Ranked  # top-k (token, probability)
-    next_categories: Ranked
+    def __init__(self, at_ms: int, answers: Answers) -> None:
+        self.at_ms = at_ms
+        self._answers = answers
+
+    @cached_property
+    def propensity(self) -> float:
+        """P(converts within the horizon)."""
+        return self._answers.propensity(self.at_ms)
+
+    @cached_property
+    def receptivity(self) -> ReceptivityCurve:
+        """P(engages) by local hour: ``.at(ms)``, ``.weekly()``, ``.best_time(...)``."""
+        return self._answers.receptivity()
+
+    @cached_property
+    def engage_now(self) -> float:
+        """P(engages) with a message delivered at ``at_ms``."""
+        return self.receptivity.at(self.at_ms)
+
+    @cached_property
+    def channels(self) -> Mapping[str, float]:
+        """P(engages) per channel."""
+        return self._answers.channels()
+
+    @cached_property
+    def best_channel(self) -> str:
+        """The channel with the highest P(engages); the first listed of equals."""
+        channels = self.channels
+        return max(channels, key=channels.__getitem__)
+
+    @cached_property
+    def devices(self) -> Mapping[str, float]:
+        """Share of recent use per device, largest first."""
+        return self._answers.devices(self.at_ms)
+
+    @cached_property
+    def active_device(self) -> str | None:
+        """A device used within the active window, if any."""
+        return self._answers.active_device(self.at_ms)
+
+    @cached_property
+    def fatigue(self) -> float:
+        """P(opts out) after one more message now."""
+        return self._answers.fatigue(self.at_ms)
+
+    @cached_property
+    def next_touchpoints(self) -> Ranked:
+        """Top-k (touchpoint, probability)."""
+        return self._answers.next_touchpoints()
+
+    @cached_property
+    def next_categories(self) -> Ranked:
+        """Top-k (category, probability)."""
+        return self._answers.next_categories()
 
     def engage_at(self, ms: int) -> float:
         """P(engages) with a message delivered at ``ms``."""

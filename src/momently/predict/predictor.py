@@ -14,7 +14,7 @@ models.
 ...               received_at=from_ms(0), event="Product Added")
 >>> predictor.on_event("c1", state, event, None)
 >>> found = predictor.predictions(state, None, 60_000)
->>> 0.0 < found.propensity < 1.0, found.best_channel in CHANNELS
+>>> 0.0 < found.propensity < 1.0, found.best_channel in found.channels
 (True, True)
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from momently.events import Event
 from momently.moments.records import ModelSnapshot
@@ -39,23 +39,24 @@ from momently.predict.curve import ReceptivityCurve
 from momently.predict.delayed import pack, unpack
 from momently.predict.evaluation import BinaryTracker, HitTracker, ModelReport
 from momently.predict.exposures import Outcomes, count_hour, expire, on_engagement, on_exposure
+from momently.predict.linear import ScaledLogistic
 from momently.predict.localtime import hour_of_week
 from momently.predict.next_need import (
     NextNeed,
     context_of,
-    context_x,
     in_top_k,
     own_evidence,
     top_k,
 )
 from momently.predict.population import Population
 from momently.predict.predictions import Predictions, Ranked
-from momently.predict.receptivity import Receptivity, customer_x
+from momently.predict.receptivity import Receptivity
 from momently.predict.settings import PredictSettings
-from momently.predict.signals import CHANNELS, Signal, read_signal
+from momently.predict.signals import Signal, read_signal
 from momently.predict.state import PredictState, Snapshot
-from momently.predict.types import Features
 from momently.state.profile import Profile
+
+_FEATURES: Final = {"propensity": propensity.FEATURES, "fatigue": fatigue.FEATURES}
 
 
 def _p(probabilities: Mapping[Any, float]) -> float:
@@ -110,9 +111,9 @@ class Predictor:
         propensity.observe(state.activity, signal, ts, s)
         use_device(state, signal, ts, s)
         if propensity.wants_snapshot(state, signal, ts, s):
-            x = propensity.features(state.activity, ts)
+            x = propensity.values(state.activity, ts)
             p = self._scored("propensity", x)
-            state.snapshots.append(Snapshot(ts, p, pack(x, propensity.FEATURES)))
+            state.snapshots.append(Snapshot(ts, p, pack(x)))
             state.last_snapshot_ms = ts
         self._next_need(state, signal)
 
@@ -166,15 +167,15 @@ class Predictor:
         s = self.settings
         hour = hour_of_week(ts, tz)
         pop = self.population
-        p_time = _p(pop.model("receptivity").predict_proba_one(customer_x(state.hours, hour)))
+        p_time = cast(Receptivity, pop.model("receptivity")).customer_rate(hour, state.hours)
         sent, engaged = state.channels.get(channel, (0, 0))
         p_channel = cast(ChannelAffinity, pop.model("channel")).rate(channel, sent, engaged)
         on_exposure(state, channel, ts, hour, p_time, p_channel, s)
         contact = state.contact
         if fatigue.wants_snapshot(contact, ts, state.watermark, s):
-            x = fatigue.features(contact, ts)
+            x = fatigue.values(contact, ts)
             p = self._scored("fatigue", x)
-            contact.pending.append(Snapshot(ts, p, pack(x, fatigue.FEATURES)))
+            contact.pending.append(Snapshot(ts, p, pack(x)))
         fatigue.on_message(contact, ts)
 
     def _resolve(self, state: PredictState, found: Outcomes, organic: bool) -> None:
@@ -211,55 +212,38 @@ class Predictor:
             self._next_token("next_category", state.categories, signal.category, False)
 
     def _next_token(self, name: str, history: list[str], token: str, sequence: bool) -> None:
-        model = cast(NextNeed, self.population.model(name))
-        tracker = self.population.slots[name].tracker
+        slot = self.population.slots[name]
+        model = cast(NextNeed, slot.model)
+        tracker = slot.tracker
+        last, prev = context_of(history)
         if history and isinstance(tracker, HitTracker) and tracker.due():
             k = self.settings.top_k
-            scores = model.scores(*context_of(history), own_evidence(history, sequence))
+            scores = model.scores(last, prev, own_evidence(history, sequence))
             tracker.update(in_top_k(scores, token, k), token in model.popular(k))
-        self.population.learn(name, context_x(history), token)
+        model.learn_next(last, prev, token)
+        self.population.learned(name)
         history.append(token)
-        del history[: -self.settings.history]
+        if len(history) > self.settings.history:
+            del history[: -self.settings.history]
 
     # -- predicting ----------------------------------------------------------
 
     def predictions(self, state: PredictState, profile: Profile | None, now_ms: int) -> Predictions:
-        """Every model's answer for one customer at ``now_ms``."""
-        s = self.settings
-        pop = self.population
-        receptivity = cast(Receptivity, pop.model("receptivity"))
-        curve = ReceptivityCurve(
-            _timezone(profile),
-            dict(state.hours),
-            receptivity.population(),
-            receptivity.day_strength,
-            receptivity.hour_strength,
-        )
-        channels = cast(ChannelAffinity, pop.model("channel")).rates(state.channels)
-        return Predictions(
-            at_ms=now_ms,
-            propensity=self._binary("propensity", propensity.features(state.activity, now_ms)),
-            receptivity=curve,
-            engage_now=curve.at(now_ms),
-            channels=MappingProxyType(channels),
-            best_channel=max(CHANNELS, key=lambda c: (channels[c], -CHANNELS.index(c))),
-            devices=MappingProxyType(device_affinity(state, now_ms)),
-            active_device=active_device(state, now_ms, s.active_window_ms),
-            fatigue=self._binary("fatigue", fatigue.features(state.contact, now_ms)),
-            next_touchpoints=self._ranked("next_touchpoint", state.touchpoints, True),
-            next_categories=self._ranked("next_category", state.categories, False),
-        )
+        """Every model's answer for one customer at ``now_ms``, each worked out when
+        first read (:class:`Predictions`)."""
+        return Predictions(now_ms, _Answers(self, state, profile))
 
-    def _scored(self, name: str, x: Features) -> float:
+    def _scored(self, name: str, x: Sequence[float]) -> float:
         """The prediction a snapshot keeps to be scored with when its label comes: NaN
         (not scored) while the model is still in its burn-in of ``prior_labels`` labels,
         when it says the prior for everyone and the metric would measure only that."""
         if self.population.slots[name].updates < self.settings.prior_labels:
             return math.nan
-        return self._binary(name, x)
+        return self.probability(name, x)
 
-    def _binary(self, name: str, x: Features) -> float:
-        """A classifier's P(True), blended with the prior while it has learned little.
+    def probability(self, name: str, x: Sequence[float]) -> float:
+        """A classifier's P(True) for the features ``x`` (in the model's feature order),
+        blended with the prior while it has learned little.
 
         An untrained logistic model says 0.5 — a coin toss whether the first customer
         of a new brand buys, or opts out of the next message. Over its first
@@ -267,7 +251,12 @@ class Predictor:
         ``(n p + (m - n) prior) / m`` after n labels; the model itself learns unchanged.
         """
         slot = self.population.slots[name]
-        p = _p(slot.model.predict_proba_one(x))
+        names = _FEATURES[name]
+        model = slot.model
+        if isinstance(model, ScaledLogistic):
+            p = model.proba_values(x, names)
+        else:
+            p = _p(model.predict_proba_one(dict(zip(names, x, strict=True))))
         s = self.settings
         n, m = slot.updates, s.prior_labels
         if n >= m:
@@ -275,7 +264,7 @@ class Predictor:
         prior = s.propensity_prior if name == "propensity" else s.fatigue_prior
         return (n * p + (m - n) * prior) / m
 
-    def _ranked(self, name: str, history: list[str], sequence: bool) -> Ranked:
+    def ranked(self, name: str, history: list[str], sequence: bool) -> Ranked:
         model = cast(NextNeed, self.population.model(name))
         scores = model.scores(*context_of(history), own_evidence(history, sequence))
         return tuple(top_k(scores, self.settings.top_k))
@@ -294,3 +283,48 @@ class Predictor:
         """Start from stored snapshots; the models not restored start afresh."""
         self.population = Population(self.settings)
         return self.population.restore(snapshots)
+
+
+class _Answers:
+    """One customer's answers, for :class:`Predictions` to read when it needs them."""
+
+    __slots__ = ("predictor", "profile", "state")
+
+    def __init__(self, predictor: Predictor, state: PredictState, profile: Profile | None) -> None:
+        self.predictor = predictor
+        self.state = state
+        self.profile = profile
+
+    def propensity(self, now_ms: int) -> float:
+        return self.predictor.probability(
+            "propensity", propensity.values(self.state.activity, now_ms)
+        )
+
+    def fatigue(self, now_ms: int) -> float:
+        return self.predictor.probability("fatigue", fatigue.values(self.state.contact, now_ms))
+
+    def receptivity(self) -> ReceptivityCurve:
+        model = cast(Receptivity, self.predictor.population.model("receptivity"))
+        return ReceptivityCurve(
+            _timezone(self.profile),
+            dict(self.state.hours),
+            model.population(),
+            model.day_strength,
+            model.hour_strength,
+        )
+
+    def channels(self) -> Mapping[str, float]:
+        model = cast(ChannelAffinity, self.predictor.population.model("channel"))
+        return MappingProxyType(model.rates(self.state.channels))
+
+    def devices(self, now_ms: int) -> Mapping[str, float]:
+        return MappingProxyType(device_affinity(self.state, now_ms))
+
+    def active_device(self, now_ms: int) -> str | None:
+        return active_device(self.state, now_ms, self.predictor.settings.active_window_ms)
+
+    def next_touchpoints(self) -> Ranked:
+        return self.predictor.ranked("next_touchpoint", self.state.touchpoints, True)
+
+    def next_categories(self) -> Ranked:
+        return self.predictor.ranked("next_category", self.state.categories, False)

@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from momently.predict.decay import bump, read
+from momently.predict.decay import bump
 from momently.predict.delayed import expired, mark
-from momently.predict.linear import logistic
+from momently.predict.linear import ScaledLogistic, logistic
 from momently.predict.settings import DAY, HOUR, PredictSettings
 from momently.predict.signals import ACTIVITIES, Signal
 from momently.predict.state import Activity, PredictState, Snapshot
-from momently.predict.types import Features, OnlineClassifier
+from momently.predict.types import Features
 
 WINDOWS: Final = (("1h", float(HOUR)), ("1d", float(DAY)), ("7d", 7.0 * DAY))
 _TAUS: Final = tuple(tau for _, tau in WINDOWS)
@@ -43,11 +43,12 @@ FEATURES: Final = (
     "tenure_days",
 )
 """The features of a propensity snapshot, in stored order."""
+_WIDTH: Final = len(ACTIVITIES) * len(WINDOWS)
 _ACTIVE: Final = frozenset({"action", "conversion", "engagement"})
 _INTENT: Final = frozenset({"add", "checkout"})
 
 
-def propensity_model() -> OnlineClassifier:
+def propensity_model() -> ScaledLogistic:
     """A fresh population model (see :mod:`momently.predict.linear`)."""
     return logistic()
 
@@ -75,19 +76,32 @@ def observe(activity: Activity, signal: Signal, ts: int, settings: PredictSettin
 
 def features(activity: Activity, now: int) -> Features:
     """The propensity features as they stand at ``now``."""
-    width = len(ACTIVITIES) * len(WINDOWS)
-    counts = list(activity.counts) + [0.0] * (width - len(activity.counts))
-    logs = map(math.log1p, read(counts, activity.at, now, _TAUS))
-    x: Features = dict(zip(FEATURES[:width], logs, strict=True))
-    x["gap_hours"] = math.log1p(activity.gap_ms / HOUR)
+    return dict(zip(FEATURES, values(activity, now), strict=True))
+
+
+def values(activity: Activity, now: int) -> list[float]:
+    """The propensity features as they stand at ``now``, in :data:`FEATURES` order."""
+    log1p = math.log1p
+    counts = activity.counts
+    if len(counts) != _WIDTH:
+        counts = (list(counts) + [0.0] * _WIDTH)[:_WIDTH]
+    if now > activity.at:
+        dt = now - activity.at
+        factors = [math.exp(-dt / tau) for tau in _TAUS] * len(ACTIVITIES)
+        x = [log1p(c * f) for c, f in zip(counts, factors, strict=True)]
+    else:
+        x = [log1p(c) for c in counts]
     bought = activity.purchases > 0
     since = max(0, now - activity.last_purchase_ms) if bought else 0
-    x["hours_since_purchase"] = math.log1p(since / HOUR)
-    x["never_bought"] = 0.0 if bought else 1.0
-    x["purchases"] = math.log1p(activity.purchases)
-    x["cart_open"] = 1.0 if activity.cart_ms > activity.last_purchase_ms else 0.0
     tenure = max(0, now - activity.first_ms) if activity.first_ms else 0
-    x["tenure_days"] = math.log1p(tenure / DAY)
+    x += (
+        log1p(activity.gap_ms / HOUR),
+        log1p(since / HOUR),
+        0.0 if bought else 1.0,
+        log1p(activity.purchases),
+        1.0 if activity.cart_ms > activity.last_purchase_ms else 0.0,
+        log1p(tenure / DAY),
+    )
     return x
 
 

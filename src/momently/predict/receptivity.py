@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 from river import base
@@ -35,6 +36,7 @@ from river.base.typing import ClfTarget
 from momently.predict.types import Features
 
 HOURS: Final = 168
+_NONE: Final = (0, 0)
 
 
 def _count(x: Features, key: str) -> float:
@@ -119,6 +121,20 @@ class Receptivity(base.Classifier):
             self.hour_strength,
         )
 
+    def customer_rate(self, hour: int, counts: Mapping[int, tuple[int, int]]) -> float:
+        """P(engage) at ``hour`` for a customer with these (trials, wins) per hour:
+        ``rate(hour, customer_x(counts, hour))`` without the features dict."""
+        n, k = counts.get(hour, _NONE)
+        day_n = day_k = 0
+        for other in range(hour % 24, HOURS, 24):
+            if other != hour and other in counts:
+                on, ok = counts[other]
+                day_n += on
+                day_k += ok
+        s = self.population_strength
+        prior = (self.wins[hour] + s * self.global_rate()) / (self.trials[hour] + s)
+        return posterior(prior, n, k, day_n, day_k, self.day_strength, self.hour_strength)
+
     def learn_one(self, x: Features, y: ClfTarget, w: float = 1.0) -> None:
         hour = _hour(x)
         if hour is None:
@@ -139,7 +155,7 @@ class Receptivity(base.Classifier):
         return {False: 1.0 - p, True: p}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PopulationRates:
     """The population's trials and wins per hour of week at one moment."""
 
@@ -147,6 +163,13 @@ class PopulationRates:
     wins: tuple[float, ...]
     global_rate: float
     strength: float
+
+    @cached_property
+    def rates(self) -> tuple[float, ...]:
+        """The population's rate at each hour of week (worked out when first read)."""
+        s = self.strength
+        sg = s * self.global_rate
+        return tuple((w + sg) / (t + s) for t, w in zip(self.trials, self.wins, strict=True))
 
     def rate(self, hour: int) -> float:
         """The population's rate at ``hour``, shrunk to the global rate."""
