@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from momently.engine import Engine, IngestResult
+from momently.errors import Unavailable
 from momently.events import Event
 from momently.privacy.suppression import Suppression
 from momently.runtime.writer import Writer
@@ -38,8 +39,15 @@ class PrivacyEngine(Engine):
         future: Future[T] = Future()
         with self._jobs_lock:
             self._jobs.append((job, future))
-        writer.submit([])  # wakes the writer, which runs the jobs before its next commit
-        return future.result(timeout_s)
+        try:
+            writer.submit([])  # wakes the writer, which runs the jobs before its next commit
+        except RuntimeError as exc:  # the writer is closed: the engine is stopping
+            future.cancel()
+            raise Unavailable(retry_after=5) from exc
+        try:
+            return future.result(timeout_s)
+        except TimeoutError as exc:  # the writer is far behind; the job still runs
+            raise Unavailable(retry_after=5) from exc
 
     def _run_jobs(self) -> None:
         while True:
