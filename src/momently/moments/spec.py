@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 _UNITS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+MAX_DURATION_MS: Final = 1_000 * 365 * 86_400_000
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 
 
@@ -33,13 +34,21 @@ def parse_duration(value: Any) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration may not be negative")
-        return int(value * 1000)
+        return _bounded(value * 1000)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
             raise ValueError(f"{value!r} is not a duration such as '90s', '30m', '2h' or '1d'")
-        return int(float(match.group(1)) * _UNITS[match.group(2)])
+        return _bounded(float(match.group(1)) * _UNITS[match.group(2)])
     raise ValueError("a duration is a number of seconds or a string such as '30m'")
+
+
+def _bounded(ms: float) -> int:
+    # NaN, infinity or a span past any clock (found by fuzzing: int(inf) is an OverflowError,
+    # which validation would not turn into a clear error)
+    if not ms <= MAX_DURATION_MS:
+        raise ValueError("a duration may not be longer than 1,000 years")
+    return int(ms)
 
 
 Duration = Annotated[
