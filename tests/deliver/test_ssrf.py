@@ -7,6 +7,7 @@ import base64
 import ipaddress
 import json
 
+import httpx
 import msgspec
 import pytest
 from py_vapid import Vapid02
@@ -116,6 +117,36 @@ def test_a_name_that_resolves_inside_is_refused(http: Recorder) -> None:
     finally:
         hook.close()
     assert http.requests == [] and fake.asked == ["hooks.brand.example"]  # type: ignore[attr-defined]
+
+
+def test_a_webhook_goes_to_the_address_that_was_checked() -> None:
+    """DNS rebinding: the request connects to the IP the check saw, not to a new lookup;
+    the name stays in Host and in TLS (SNI and certificate check)."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    names = {"hooks.brand.example": ["93.184.216.34"]}
+    settings = WebhookSettings(url="https://hooks.brand.example:8443/in?x=1", secret=SECRET)
+    hook = WebhookChannel(
+        settings,
+        FakeClock(0),
+        transport=httpx.MockTransport(answer),
+        resolver=resolver(names),  # type: ignore[arg-type]
+    )
+    try:
+        hook.send(message())
+        names["hooks.brand.example"] = ["10.0.0.9"]  # the name now points inside
+        with pytest.raises(BlockedTarget):
+            hook.send(message())
+    finally:
+        hook.close()
+    (request,) = seen
+    assert str(request.url) == "https://93.184.216.34:8443/in?x=1"
+    assert request.headers["host"] == "hooks.brand.example:8443"
+    assert request.extensions["sni_hostname"] == "hooks.brand.example"
 
 
 @pytest.mark.integration

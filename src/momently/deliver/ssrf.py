@@ -9,10 +9,13 @@ brand's own network is allowed only by saying so: ``allow_private_targets:
 true`` on the provider in the playbook.
 
 Redirects are never followed by the adapters, so an answer cannot bounce a
-send to an address that was not checked. A resolver that answers differently
-between the check and the connection (DNS rebinding) is not covered here:
-the check narrows the window to one lookup, and the adapters' short timeouts
-bound what a rebinding host could do.
+send to an address that was not checked. The webhook adapter connects to the
+address it checked (:func:`pinned`: the URL names the IP, ``Host`` and TLS
+SNI and certificate check keep the name), so a name that resolves
+differently a moment later (DNS rebinding) cannot move the request. Web Push
+(sent through pywebpush's requests session) checks the same way but lets the
+HTTP client resolve again, so there a rebinding host keeps a window of one
+lookup.
 
 >>> is_public(ipaddress.ip_address("93.184.216.34")), is_public(ipaddress.ip_address("10.0.0.1"))
 (True, False)
@@ -73,13 +76,14 @@ class TargetPolicy:
     allow_private: bool = False
     resolver: Resolver = field(default=system_resolver, compare=False)
 
-    def check_url(self, url: str) -> None:
-        """Raise :class:`BlockedTarget` unless every address of ``url``'s host is allowed.
+    def check_url(self, url: str) -> list[IPAddress]:
+        """The checked addresses of ``url``'s host; :class:`BlockedTarget` unless every one
+        is allowed; none (nothing resolved) when private targets are allowed.
 
         A host that cannot be resolved now is a retryable failure (DNS may be down).
         """
         if self.allow_private:
-            return
+            return []
         parts = urlsplit(url)
         host = parts.hostname
         if not host:
@@ -88,11 +92,11 @@ class TargetPolicy:
             port = parts.port or DEFAULT_PORTS.get(parts.scheme, 443)
         except ValueError as exc:
             raise BlockedTarget(f"bad port in the target URL: {exc}") from exc
-        self.check_host(host, port)
+        return self.check_host(host, port)
 
-    def check_host(self, host: str, port: int) -> None:
+    def check_host(self, host: str, port: int) -> list[IPAddress]:
         if self.allow_private:
-            return
+            return []
         try:
             literal: IPAddress | None = parse_address(host)
         except ValueError:
@@ -112,3 +116,32 @@ class TargetPolicy:
                     f"target {host} resolves to {address}, which is not a public address;"
                     " set allow_private_targets: true on the provider to send there"
                 )
+        return addresses
+
+
+def pinned(url: str, addresses: list[IPAddress]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` sent to the first checked address: the URL with that IP, the ``Host``
+    header, and httpx's ``sni_hostname`` extension (TLS still verifies the name).
+
+    >>> pinned("https://h.example:8443/x?y=1", [ipaddress.ip_address("93.184.216.34")])
+    ('https://93.184.216.34:8443/x?y=1', {'host': 'h.example:8443'}, {'sni_hostname': 'h.example'})
+    >>> pinned("https://h.example/x", [])
+    ('https://h.example/x', {}, {})
+    """
+    parts = urlsplit(url)
+    if not addresses or not parts.hostname:
+        return url, {}, {}
+    try:
+        parse_address(parts.hostname)
+        return url, {}, {}  # already an address: nothing to resolve again
+    except ValueError:
+        pass
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    address = addresses[0]
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = userinfo + at + (host if parts.port is None else f"{host}:{parts.port}")
+    return (
+        parts._replace(netloc=netloc).geturl(),
+        {"host": hostport},
+        {"sni_hostname": parts.hostname},
+    )

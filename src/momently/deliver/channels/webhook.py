@@ -22,7 +22,7 @@ import msgspec
 from momently.clock import Clock
 from momently.deliver.channels.http import response_error, transport_error
 from momently.deliver.message import OutboundMessage, SendResult
-from momently.deliver.ssrf import Resolver, TargetPolicy, system_resolver
+from momently.deliver.ssrf import Resolver, TargetPolicy, pinned, system_resolver
 
 
 def secret_key(secret: str) -> bytes:
@@ -98,9 +98,11 @@ class WebhookChannel:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature(self.settings.secret, message.key, timestamp, body),
         }
-        self._policy.check_url(self.settings.url)
+        url, host, extensions = pinned(self.settings.url, self._policy.check_url(self.settings.url))
         try:
-            response = self._client.post(self.settings.url, content=body, headers=headers)
+            response = self._client.post(
+                url, content=body, headers={**headers, **host}, extensions=extensions
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
         if not response.is_success:
