@@ -19,7 +19,8 @@ offer's (``purpose:`` in the playbook, marketing by default).
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 from momently.decide.constraints import consent_refusal
 from momently.decide.spec import ChannelSpec, DecideSpec, Purpose
@@ -108,3 +109,23 @@ def cancel_scheduled(
             if outbox.cancel(decision_id=entry.decision_id, reason=reason):
                 done.append(entry.decision_id)
     return done
+
+
+def cancel_unsubscribed(
+    event: Mapping[str, Any], outbox: Outbox, spec: DecideSpec, store: Store
+) -> list[str]:
+    """After an unsubscribe link's ``Unsubscribed`` event is committed: cancel, at once,
+    the customer's scheduled sends on that channel for that purpose."""
+    if event.get("event") != "Unsubscribed":
+        return []
+    context = event.get("context")
+    ids = context.get("momently") if isinstance(context, Mapping) else None
+    customer = ids.get("customerId") if isinstance(ids, Mapping) else None
+    properties = event.get("properties")
+    props: Mapping[str, Any] = properties if isinstance(properties, Mapping) else {}
+    channel, purpose = props.get("channel") or "email", props.get("purpose") or "marketing"
+    if not isinstance(customer, str) or not isinstance(channel, str) or purpose not in PURPOSES:
+        return []
+    canonical = store.canonical(customer) or customer
+    reason = f"the customer opted out of {purpose} on {channel}"
+    return cancel_scheduled(outbox, spec, canonical, channel, purpose, reason)

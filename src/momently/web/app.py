@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -29,7 +30,7 @@ from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
 from momently.metrics import Metrics
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
-from momently.privacy.consent import gate_routes
+from momently.privacy.consent import cancel_unsubscribed, gate_routes
 from momently.privacy.engine import PrivacyEngine
 from momently.privacy.service import Privacy, PrivacyCollector
 from momently.privacy.suppression import Suppression, privacy_secret
@@ -51,22 +52,12 @@ from momently.web.dashboard import dashboard_router
 from momently.web.decisions_api import decisions_router
 from momently.web.deliveries_api import deliveries_router
 from momently.web.live import LiveFeed, live_router
-from momently.web.models import Error
 from momently.web.models_api import models_router
 from momently.web.moments_api import moments_router
 from momently.web.privacy_api import privacy_router
 
 T = TypeVar("T")
-
-# What the tracking API answers besides 200, so the served OpenAPI document is true.
-TRACKING_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": Error, "description": "missing or unknown write key"},
-    403: {"model": Error, "description": "the key may not write"},
-    413: {"model": Error, "description": "a body or message over the size limits"},
-    415: {"model": Error, "description": "a content type or encoding not taken"},
-    429: {"model": Error, "description": "overloaded or over the key's rate limit"},
-    503: {"model": Error, "description": "the store could not commit; nothing was written"},
-}
+log = logging.getLogger(__name__)
 
 
 def both(first: Callable[[T], None], second: Callable[[T], None]) -> Callable[[T], None]:
@@ -180,8 +171,13 @@ def create_app(
     tracking = TrackingAPI(writer, KeyedWriteKeys(access), clock, metrics)
 
     def emit(event: dict[str, object]) -> None:
-        # Committed before the answer: an unsubscribe holds before the next decision.
+        # Committed before the answer: an unsubscribe holds before the next decision,
+        # and the sends it forbids are cancelled before the answer too.
         ingest.now(dict(event), source="momently:tracking")
+        try:
+            cancel_unsubscribed(event, delivery.outbox, playbook.decide, store)
+        except Exception:  # committed; the stage cancels them, the send-time check holds
+            log.exception("could not cancel the sends an unsubscribe forbids")
 
     def reconcile() -> None:
         # Under the stage's lock, so a cancellation the stage is committing cannot slip
@@ -216,8 +212,6 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="Real-time micro-moment engine: Segment-compatible tracking API and admin API.",
-        # any operation refuses input its parameters' types let through (an unknown kind)
-        responses={400: {"model": Error, "description": "invalid input"}},
     )
     app.state.store = store
     app.state.writer = writer
@@ -302,7 +296,7 @@ def create_app(
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(tracking.router(), responses=TRACKING_ERRORS)
+    app.include_router(tracking.router())
     app.include_router(admin_router(store, writer, access))
     app.include_router(moments_router(store, moment_store, runner, playbook, access))
     app.include_router(models_router(store, runner, access))
