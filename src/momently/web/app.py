@@ -52,12 +52,23 @@ from momently.web.dashboard import dashboard_router
 from momently.web.decisions_api import decisions_router
 from momently.web.deliveries_api import deliveries_router
 from momently.web.live import LiveFeed, live_router
+from momently.web.models import Error
 from momently.web.models_api import models_router
 from momently.web.moments_api import moments_router
 from momently.web.privacy_api import privacy_router
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# What the tracking API answers besides 200, so the served OpenAPI document is true.
+TRACKING_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": Error, "description": "missing or unknown write key"},
+    403: {"model": Error, "description": "the key may not write"},
+    413: {"model": Error, "description": "a body or message over the size limits"},
+    415: {"model": Error, "description": "a content type or encoding not taken"},
+    429: {"model": Error, "description": "overloaded or over the key's rate limit"},
+    503: {"model": Error, "description": "the store could not commit; nothing was written"},
+}
 
 
 def both(first: Callable[[T], None], second: Callable[[T], None]) -> Callable[[T], None]:
@@ -212,6 +223,8 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="Real-time micro-moment engine: Segment-compatible tracking API and admin API.",
+        # any operation refuses input its parameters' types let through (an unknown kind)
+        responses={400: {"model": Error, "description": "invalid input"}},
     )
     app.state.store = store
     app.state.writer = writer
@@ -296,7 +309,7 @@ def create_app(
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(tracking.router())
+    app.include_router(tracking.router(), responses=TRACKING_ERRORS)
     app.include_router(admin_router(store, writer, access))
     app.include_router(moments_router(store, moment_store, runner, playbook, access))
     app.include_router(models_router(store, runner, access))
