@@ -33,7 +33,7 @@ import re
 import string
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any, Final
 
 from jinja2 import Template, nodes
@@ -171,12 +171,10 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
                 self._check_size(len(text) + pieces * len(new))
 
     def _check_percent(self, fmt: str) -> None:
-        for match in _PERCENT.finditer(fmt):
-            for number in match.groups():
-                if number == "*":
-                    raise TemplateBudgetError("'*' widths are not allowed in % formats")
-                if number is not None:
-                    self._check_number(int(number))
+        widest = _percent_width(fmt)
+        if widest < 0:
+            raise TemplateBudgetError("'*' widths are not allowed in % formats")
+        self._check_number(widest)
 
     def _check_format(self, fmt: str) -> None:
         try:
@@ -207,6 +205,19 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
             return self._checked(filter_(*args, **kwargs))
 
         return guarded
+
+
+@lru_cache(maxsize=1024)
+def _percent_width(fmt: str) -> int:
+    """The widest width or precision in a ``%`` format; -1 for a ``*`` (given at run time)."""
+    widest = 0
+    for match in _PERCENT.finditer(fmt):
+        for number in match.groups():
+            if number == "*":
+                return -1
+            if number is not None:
+                widest = max(widest, int(number))
+    return widest
 
 
 class _Budgeted(NodeTransformer):
