@@ -12,6 +12,13 @@ Two figures, measured in the same run on the same events:
   ``Engine.ingest_groups`` into a :class:`SqliteStore` (``synchronous=FULL``),
   one batch of 100 per call, in one thread.
 
+Beside the rates it prints where the CPU went, in microseconds per event,
+since CPU time holds up on a shared machine where wall time does not: the
+server's event loop (HTTP, decoding, validation), its writer thread (identity,
+profiles, encoding, SQLite) and its other threads (the moment stage that
+follows the log, delivery), read from ``/proc`` on Linux; and in process the
+decode-and-validate and the append halves apart.
+
 The client is deliberately thin (pre-encoded bodies, raw HTTP/1.1 on asyncio
 streams): it shares the machine's cores with the server, and a heavy client
 would measure itself.
@@ -163,15 +170,26 @@ class Bodies:
 # --------------------------------------------------------------------------- in process
 
 
-def parse_and_append(bodies: list[bytes], data_dir: Path) -> float:
+@dataclass(frozen=True)
+class Limit:
+    """The parse-and-append rate, and the CPU each half took per event."""
+
+    events_per_s: float
+    parse_us: float  # decode + validate + normalise
+    append_us: float  # Engine.ingest_groups: identity, profiles, encoding, SQLite
+
+
+def parse_and_append(bodies: list[bytes], data_dir: Path) -> Limit:
     """Events/s of decode + validate + ingest, one batch (one commit) at a time, no HTTP."""
     store = SqliteStore(data_dir / "momently.db", synchronous="FULL")
     engine = Engine(store)
     clock = SystemClock()
     source = "wk_bench"
+    parse_cpu = append_cpu = 0.0
     try:
         started = time.perf_counter()
         for data in bodies:
+            cpu = time.thread_time()
             received_ms = clock.now_ms()
             envelope = decode_batch(data)
             events, errors = normalise_batch(
@@ -179,13 +197,48 @@ def parse_and_append(bodies: list[bytes], data_dir: Path) -> float:
             )
             if errors:
                 raise RuntimeError(f"benchmark batch has invalid messages: {errors[0]}")
+            parsed = time.thread_time()
             result = engine.ingest_groups([events])[0]
+            appended = time.thread_time()
+            parse_cpu += parsed - cpu
+            append_cpu += appended - parsed
             if result.accepted != len(events):
                 raise RuntimeError(f"expected {len(events)} new events, stored {result.accepted}")
         elapsed = time.perf_counter() - started
     finally:
         store.close()
-    return len(bodies) * BATCH_SIZE / elapsed
+    count = len(bodies) * BATCH_SIZE
+    return Limit(count / elapsed, parse_cpu / count * 1e6, append_cpu / count * 1e6)
+
+
+# --------------------------------------------------------------------------- server CPU
+
+WRITER_THREAD = "momently-writer"  # the name the writer gives its thread in the OS
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a Linux process so far by part: its main thread (the event loop),
+    the writer, and the rest; empty where ``/proc`` is not there."""
+    parts = {"event loop": 0.0, "writer": 0.0, "other threads": 0.0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        seconds = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+        if tid == str(pid):
+            parts["event loop"] += seconds
+        elif name == WRITER_THREAD:
+            parts["writer"] += seconds
+        else:
+            parts["other threads"] += seconds
+    return parts
 
 
 # --------------------------------------------------------------------------- end to end
@@ -199,8 +252,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path) -> Iterator[int]:
-    """A ``momently serve`` subprocess with its default settings; yields its port."""
+def serve(data_dir: Path) -> Iterator[tuple[int, int]]:
+    """A ``momently serve`` subprocess with its default settings; yields its port and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTLY_")}
     command = [sys.executable, "-m", "momently.cli", "serve", "--port", str(port)]
@@ -218,7 +271,7 @@ def serve(data_dir: Path) -> Iterator[int]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("momently serve did not start in 60 s") from None
                 time.sleep(0.05)
-        yield port
+        yield port, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -268,9 +321,11 @@ class EndToEnd:
     events_per_s: float
     p50_ms: float
     p99_ms: float
+    server_us: dict[str, float]  # server CPU per event by part (empty off Linux)
+    client_us: float  # the load client's own CPU per event
 
 
-def end_to_end(port: int, bodies: list[bytes], connections: int) -> EndToEnd:
+def end_to_end(port: int, bodies: list[bytes], connections: int, pid: int = 0) -> EndToEnd:
     """Events/s acknowledged by the server for ``bodies`` sent over ``connections``."""
     queue = iter(bodies)
     latencies: list[float] = []
@@ -282,9 +337,13 @@ def end_to_end(port: int, bodies: list[bytes], connections: int) -> EndToEnd:
         tasks = [_connection(port, next_body, latencies) for _ in range(connections)]
         return sum(await asyncio.gather(*tasks))
 
+    server_before = thread_cpu(pid) if pid else {}
+    client_before = time.process_time()
     started = time.perf_counter()
     acked = asyncio.run(main())
     elapsed = time.perf_counter() - started
+    client = time.process_time() - client_before
+    server_after = thread_cpu(pid) if pid else {}
     if acked != len(bodies) * BATCH_SIZE:
         raise RuntimeError(f"sent {len(bodies) * BATCH_SIZE} events, {acked} acknowledged")
     latencies.sort()
@@ -292,6 +351,12 @@ def end_to_end(port: int, bodies: list[bytes], connections: int) -> EndToEnd:
         acked / elapsed,
         latencies[len(latencies) // 2] * 1000,
         latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        {
+            part: (server_after[part] - before) / acked * 1e6
+            for part, before in server_before.items()
+            if part in server_after
+        },
+        client / acked * 1e6,
     )
 
 
@@ -305,6 +370,10 @@ class Report:
     p50_ms: float
     p99_ms: float
     event_bytes: float
+    server_us: dict[str, float]  # medians over the runs, CPU µs per event
+    client_us: float
+    parse_us: float
+    append_us: float
 
     @property
     def e2e_median(self) -> float:
@@ -328,29 +397,37 @@ def run(*, quick: bool = False, runs: int | None = None, connections: int = 8) -
     runs = runs or (3 if quick else 5)
     batches = 100 if quick else 400  # per run and figure: 10,000 or 40,000 events
     tags = iter(f"r{i:03d}" for i in range(1000))
-    e2e: list[float] = []
-    limit: list[float] = []
-    p50: list[float] = []
-    p99: list[float] = []
+    e2e: list[EndToEnd] = []
+    limits: list[Limit] = []
     work = Path(tempfile.mkdtemp(prefix="momently-bench-"))
     try:
         warm = Bodies(next(tags))
         sample = warm()
-        with serve(work / "server") as port:
+        with serve(work / "server") as (port, pid):
             end_to_end(port, [warm() for _ in range(30)], connections)  # warm-up
             for number in range(runs):
                 supply = Bodies(next(tags))
-                result = end_to_end(port, [supply() for _ in range(batches)], connections)
-                e2e.append(result.events_per_s)
-                p50.append(result.p50_ms)
-                p99.append(result.p99_ms)
-                # the server sits idle meanwhile
+                bodies = [supply() for _ in range(batches)]
+                e2e.append(end_to_end(port, bodies, connections, pid))
+                # the server's writer sits idle meanwhile (its moment stage may still
+                # be working through the log behind it)
                 supply = Bodies(next(tags))
                 bodies = [supply() for _ in range(batches)]
-                limit.append(parse_and_append(bodies, work / f"inproc{number}"))
+                limits.append(parse_and_append(bodies, work / f"inproc{number}"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Report(e2e, limit, statistics.median(p50), statistics.median(p99), len(sample) / 100)
+    median = statistics.median
+    return Report(
+        [r.events_per_s for r in e2e],
+        [r.events_per_s for r in limits],
+        median(r.p50_ms for r in e2e),
+        median(r.p99_ms for r in e2e),
+        len(sample) / 100,
+        {part: median(r.server_us[part] for r in e2e) for part in e2e[0].server_us},
+        median(r.client_us for r in e2e),
+        median(r.parse_us for r in limits),
+        median(r.append_us for r in limits),
+    )
 
 
 def print_report(report: Report, connections: int) -> None:
@@ -366,9 +443,16 @@ def print_report(report: Report, connections: int) -> None:
     print(f"    runs: {figures(report.end_to_end)} events/s")
     print(f"    median: {report.e2e_median:,.0f} events/s", end="")
     print(f"  (batch latency p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms)")
+    if report.server_us:
+        parts = ", ".join(f"{part} {us:.0f}" for part, us in report.server_us.items())
+        total = sum(report.server_us.values())
+        print(
+            f"    server CPU per event: {total:.0f} us ({parts}); client {report.client_us:.0f} us"
+        )
     print("  parse and append in process (decode + validate + Engine.ingest_groups, no HTTP)")
     print(f"    runs: {figures(report.limit)} events/s")
-    print(f"    median: {report.limit_median:,.0f} events/s")
+    print(f"    median: {report.limit_median:,.0f} events/s", end="")
+    print(f"  (CPU per event: parse {report.parse_us:.0f} us, append {report.append_us:.0f} us)")
     print(f"  end to end / parse and append: {ratio:.2f} (target >= {TARGET_RATIO:.2f})")
     print(
         f"  end to end / RudderStack's published {RUDDERSTACK_2_CORES:,} events/s on 2 cores: "

@@ -8,7 +8,7 @@ committed, so a failed commit leaves memory and disk in agreement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,6 +61,39 @@ class _Pending:
         keys = {k for k in self.engine.store.identities(customer_id) if k not in self.owners}
         keys |= {k for k, c in self.owners.items() if c == customer_id}
         return keys
+
+
+def known_customer(
+    keys: Sequence[IdentityKey],
+    owner: Callable[[IdentityKey], str | None],
+    user_of: Callable[[str], str | None],
+) -> str | None:
+    """The customer every key points at, when :func:`resolve` could only answer that.
+
+    That is: all keys have one owner, at most one of them is a userId, and the
+    owner's own userId (if any) is the one the event claims; ``resolve`` would
+    then say: that customer, nothing to merge, bind or hold back. The common case
+    of a returning customer, answered without working through the merge rules.
+    """
+    if not keys:
+        return None
+    customer = owner(keys[0])
+    if customer is None:
+        return None
+    claimed = None
+    for kind, value in keys:
+        if kind == "user_id":
+            if claimed is not None:
+                return None
+            claimed = value
+    for key in keys[1:]:
+        if owner(key) != customer:
+            return None
+    if claimed is not None:
+        user = user_of(customer)
+        if user is not None and user != claimed:
+            return None
+    return customer
 
 
 class Engine:
@@ -180,6 +213,11 @@ class Engine:
     def _apply(self, pending: _Pending, event: Event, keys: list[IdentityKey] | None) -> str:
         if keys is None:
             keys = identity_keys(event, pending.owner)
+        known = known_customer(keys, pending.owner, pending.user_of)
+        if known is not None:
+            # Every identifier already points at one customer: nothing to bind or merge.
+            pending.profiles[known] = apply_event(pending.profile(known), event)
+            return known
         resolution = resolve(keys, pending.owner, pending.user_of)
         if resolution.customer_id is None:
             customer = new_customer_id(event.message_id)

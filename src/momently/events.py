@@ -119,6 +119,12 @@ _batch_ms = functools.lru_cache(maxsize=64)(to_ms)
 _batch_time = functools.lru_cache(maxsize=64)(from_ms)
 
 
+@functools.lru_cache(maxsize=64)
+def _skew(received_ms: int, sent_at: datetime) -> timedelta:
+    """What to add to a client's time to correct its clock: ``receivedAt - sentAt``."""
+    return (received_ms - _batch_ms(sent_at)) * _ONE_MS
+
+
 def _field_of(error: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
     """Split msgspec's ``"reason - at `$.path`"`` into (field, reason)."""
     text = str(error)
@@ -179,6 +185,11 @@ def _surely_shallow(value: object) -> bool:
         data = _encoder.encode(value)
     except (TypeError, ValueError, OverflowError, RecursionError):
         return False
+    return data.count(b"{") + data.count(b"[") <= MAX_DEPTH
+
+
+def _brackets_bound(data: bytes) -> bool:
+    """The same proof as :func:`_surely_shallow`, counted on a message's own JSON bytes."""
     return data.count(b"{") + data.count(b"[") <= MAX_DEPTH
 
 
@@ -247,9 +258,12 @@ def normalise(
     batch_context: dict[str, Any] | None = None,
     batch_integrations: dict[str, Any] | None = None,
     ip: str | None = None,
+    shallow: bool = False,
 ) -> Event:
     """Check ``raw`` against the rules for its type and return the stored event.
 
+    ``shallow`` says the caller has already proved that nothing in the message
+    (nor in the batch's context and integrations) is nested past :data:`MAX_DEPTH`.
     Raises :class:`InvalidMessage` (with the field, prefixed by ``field``) or
     :class:`PayloadTooLarge`.
     """
@@ -299,7 +313,7 @@ def normalise(
             traits = context_traits
 
     properties = raw.properties or {}
-    if not _surely_shallow((properties, traits, context, integrations)):
+    if not shallow and not _surely_shallow((properties, traits, context, integrations)):
         for part, value in (
             ("properties", properties),
             ("traits", traits),
@@ -310,16 +324,20 @@ def normalise(
 
     client_time = raw.timestamp or raw.original_timestamp
     sent_at = raw.sent_at or batch_sent_at
-    if client_time is None:
-        event_ms = received_ms
-    elif sent_at is not None:
-        # Segment's skew correction: the client's clock may be wrong, but the
-        # gap between "happened" and "sent" it measured is right.
-        event_ms = received_ms - (_batch_ms(sent_at) - to_ms(client_time))
-    else:
-        event_ms = to_ms(client_time)
     try:
-        timestamp = from_ms(event_ms)
+        if client_time is None:
+            timestamp = _batch_time(received_ms)
+        elif sent_at is not None:
+            # Segment's skew correction: the client's clock may be wrong, but the
+            # gap between "happened" and "sent" it measured is right.
+            if client_time.tzinfo is UTC and not client_time.microsecond % 1000:
+                # Whole milliseconds in UTC, as the SDKs send them: one addition,
+                # the same instant as the arithmetic in milliseconds below.
+                timestamp = client_time + _skew(received_ms, sent_at)
+            else:
+                timestamp = from_ms(received_ms - (_batch_ms(sent_at) - to_ms(client_time)))
+        else:
+            timestamp = from_ms(to_ms(client_time))
     except (OverflowError, OSError, ValueError):
         raise InvalidMessage("timestamp out of range", at + "timestamp") from None
 
@@ -351,21 +369,28 @@ def normalise_batch(
     """Judge a batch message by message: the valid events, and each bad one's index and error."""
     events: list[Event] = []
     rejected: list[tuple[int, InvalidInput]] = []
+    # Merging two dicts at the top level nests no deeper than the deeper of them,
+    # so the envelope's parts are proved shallow once and each message on its bytes.
+    envelope_shallow = (
+        envelope.context is None and envelope.integrations is None
+    ) or _surely_shallow((envelope.context, envelope.integrations))
     for index, item in enumerate(envelope.batch):
         where = f"batch[{index}]"
         try:
-            raw = decode_message(bytes(item), field=where)
+            data = bytes(item)
+            raw = decode_message(data, field=where)
             events.append(
                 normalise(
                     raw,
                     received_ms=received_ms,
                     source=source,
-                    raw_size=len(item),
+                    raw_size=len(data),
                     field=where,
                     batch_sent_at=envelope.sent_at,
                     batch_context=envelope.context,
                     batch_integrations=envelope.integrations,
                     ip=ip,
+                    shallow=envelope_shallow and _brackets_bound(data),
                 )
             )
         except InvalidInput as error:

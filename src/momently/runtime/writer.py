@@ -22,6 +22,19 @@ from momently.errors import Overloaded, Unavailable
 from momently.events import Event
 
 log = logging.getLogger(__name__)
+THREAD_NAME = "momently-writer"
+
+
+def _name_os_thread(name: str) -> None:
+    """Show the calling thread's name to the OS (``top -H``, ``/proc``), where it can.
+
+    Python 3.11 names its threads only for itself; Linux takes up to 15 bytes here.
+    """
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+            comm.write(name[:15])
+    except OSError:
+        pass  # not Linux, or /proc is not there: the name is only cosmetic
 
 
 class Writer:
@@ -45,7 +58,7 @@ class Writer:
         self._pending = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="momently-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     @property
@@ -88,6 +101,7 @@ class Writer:
             return taken
 
     def _run(self) -> None:
+        _name_os_thread(THREAD_NAME)
         while (taken := self._take()) is not None:
             size = sum(len(events) for events, _ in taken)
             started = time.perf_counter()
