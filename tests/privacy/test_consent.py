@@ -189,3 +189,16 @@ def test_transactional_messages_still_go_after_a_marketing_opt_out(
     assert rig.send_due().sent == 1
     assert len(http.requests) == 1
     assert only(rig.events("eve", "Message Sent"))["properties"]["offer"] == "sorry-voucher"
+
+
+def test_an_opt_in_through_the_api_is_recorded_with_its_source(rig: Rig) -> None:
+    rig.app_open("fay", START - 60_000)
+    answer = rig.client.post(
+        "/api/customers/fay/consent",
+        json={"granted": True, "channel": "sms", "source": "signup-form"},
+        headers=rig.admin,
+    )
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()["consent"]["sms:marketing"]
+    assert shown == {"granted": True, "source": "signup-form:Subscribed", "at": START}
+    assert only(rig.events("fay", "Subscribed"))["properties"]["channel"] == "sms"
