@@ -197,19 +197,31 @@ def _device(old: Device | None, info: dict[str, Any], ts: int, mid: str) -> Devi
                 fields[field] = value
                 stamps[field] = stamp
         return Device(id=str(info.get("id")), **fields, first_seen=ts, last_seen=ts, stamps=stamps)
-    for field, value in zip(_DEVICE_FIELDS, values, strict=True):
-        current = getattr(old, field)
+    held = (old.type, old.manufacturer, old.model, old.os, old.app, old.token)
+    old_stamps = old.stamps
+    out: list[Any] = []
+    for field, value, current in zip(_DEVICE_FIELDS, values, held, strict=True):
         if current is None:
             if value is not None:
-                stamps[field], fields[field] = stamp, value
+                stamps[field] = stamp
+            out.append(value)
             continue
-        held: tuple[Stamp, Any] = (old.stamp_of(field), current)
-        if value is not None:
-            held = max(held, (stamp, value))  # as merge_devices: the newest write wins
-        stamps[field], fields[field] = held
+        current_stamp = old_stamps.get(field) or (old.last_seen, "")  # as stamp_of
+        # As merge_devices: the newest write wins (max of (stamp, value) pairs).
+        if value is not None and (stamp, value) > (current_stamp, current):
+            stamps[field] = stamp
+            out.append(value)
+        else:
+            stamps[field] = current_stamp
+            out.append(current)
     return Device(
         id=old.id,
-        **fields,
+        type=out[0],
+        manufacturer=out[1],
+        model=out[2],
+        os=out[3],
+        app=out[4],
+        token=out[5],
         first_seen=min(old.first_seen, ts),
         last_seen=max(old.last_seen, ts),
         stamps=stamps,
