@@ -229,6 +229,12 @@ def test_a_key_over_its_limit_gets_429_with_retry_after(app: App) -> None:
     assert app.client.get("/api/stats", headers=bearer(slow)).status_code == 200
 
 
+def test_a_key_with_a_rate_and_no_burst_holds_a_second_of_requests(app: App) -> None:
+    _, token = keys_of(app).create("admin", scopes=["read"], rate=3, now_ms=0)
+    codes = [app.client.get("/api/stats", headers=bearer(token)).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
 def test_the_server_default_limits_configured_write_keys(
     app_factory: Callable[..., App],
 ) -> None:

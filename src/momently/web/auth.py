@@ -99,17 +99,19 @@ class Access:
         self.store = store
         self.limiter = RateLimiter(clock or SystemClock())
         self.rate = rate
-        self.burst = burst if burst is not None else max(1, math.ceil(rate or 1))
+        self.burst = burst
         self.enabled = self._admin is not None or store is not None
         # Live-stream tokens are signed with this: the configured key, as before, or
         # a secret of this process (tokens last a minute; a restart may void them).
         self.stream_secret = admin_key if admin_key else secrets.token_hex(32)
 
     def _limit(self, key_id: str, rate: float | None, burst: int | None) -> None:
-        rate = rate if rate is not None else self.rate
+        if rate is None:  # the server's limit, if any
+            rate, burst = self.rate, burst if burst is not None else self.burst
         if rate is None:
             return
-        wait = self.limiter.take(key_id, rate=rate, burst=burst or self.burst)
+        # a bucket holds a second's worth of requests unless told otherwise
+        wait = self.limiter.take(key_id, rate=rate, burst=burst or max(1, math.ceil(rate)))
         if wait > 0:
             raise RateLimited(max(1, math.ceil(wait)))
 
