@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, Literal, cast
@@ -106,10 +106,35 @@ class FeatureVector:
     values: FloatArray
 
 
+class StaticFeatures(Mapping[str, float]):
+    """Read-only named features hashed once, for actions scored again and again (a
+    playbook's offers): the bandit uses the hashed form, everything else the names."""
+
+    __slots__ = ("_named", "vector")
+
+    def __init__(self, features: Features) -> None:
+        self._named = dict(features)
+        self.vector = hash_features(self._named)
+
+    def __getitem__(self, name: str) -> float:
+        return self._named[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._named)
+
+    def __len__(self) -> int:
+        return len(self._named)
+
+    def __repr__(self) -> str:
+        return f"StaticFeatures({self._named!r})"
+
+
 def hash_features(features: Features | FeatureVector) -> FeatureVector:
     """Hash named features (``{"segment=family": 1.0}``); zero values are dropped."""
     if isinstance(features, FeatureVector):
         return features
+    if isinstance(features, StaticFeatures):
+        return features.vector
     names = [_BIAS]
     values = [1.0]
     for name, value in features.items():
@@ -139,14 +164,31 @@ def encode_actions(actions: Sequence[Features | FeatureVector] | ActionSet) -> A
         return actions
     if not actions:
         raise ValueError("no candidate actions")
+    static = all(type(a) is StaticFeatures for a in actions)
+    if static:
+        # The same offers come up decision after decision: their set is laid out once.
+        # The entry holds the features themselves, so no id in a key can be reused.
+        key = tuple(map(id, actions))
+        known = _ENCODED.get(key)
+        if known is not None:
+            return known[1]
     vectors = [hash_features(a) for a in actions]
     lengths = [len(v.hashes) for v in vectors]
-    return ActionSet(
+    encoded = ActionSet(
         np.concatenate([v.hashes for v in vectors]),
         np.concatenate([v.values for v in vectors]),
         np.repeat(np.arange(len(vectors), dtype=np.int64), lengths),
         len(vectors),
     )
+    if static:
+        if len(_ENCODED) >= _ENCODED_KEPT:
+            _ENCODED.clear()
+        _ENCODED[key] = (tuple(actions), encoded)
+    return encoded
+
+
+_ENCODED: dict[tuple[int, ...], tuple[tuple[Features | FeatureVector, ...], ActionSet]] = {}
+_ENCODED_KEPT: Final = 1024  # sets of static actions remembered before starting afresh
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from momently.decide.bandit import StaticFeatures
 from momently.decide.spec import OfferSpec
 from momently.moments.conditions import compile_profile_test
 from momently.moments.model import Moment
@@ -28,7 +29,7 @@ class Offer:
 
     spec: OfferSpec
     eligible: ProfileTest | None  # its profile conditions, if any
-    features: dict[str, float]
+    features: StaticFeatures  # hashed once for the bandit
     channels: tuple[str, ...]  # those it has a message for, in order
     marketing: bool
     worth: float  # value × priority
@@ -52,7 +53,7 @@ class Offer:
         return cls(
             spec=spec,
             eligible=eligible,
-            features=offer_features(spec),
+            features=StaticFeatures(offer_features(spec)),
             channels=spec.channels,
             marketing=spec.purpose == "marketing",
             worth=spec.value * spec.priority,

@@ -15,6 +15,8 @@ from typing import Final
 from momently.decide.constraints import (
     Contacts,
     Refusal,
+    calendar_span,
+    cap_refusal,
     caps_refusal,
     consent_refusal,
     customer_zone,
@@ -25,7 +27,7 @@ from momently.decide.offers import Offer
 from momently.decide.records import Candidate
 from momently.decide.signals import Signals
 from momently.decide.slots import Slot, Timeline
-from momently.decide.spec import ChannelSpec, DecideSpec, Purpose
+from momently.decide.spec import ChannelSpec, DecideSpec, OfferSpec, Purpose
 from momently.moments.model import Moment
 from momently.state.profile import Profile
 
@@ -133,6 +135,8 @@ class Search:
         # constraint that closed one) — for marketing (caps, quiet hours and gaps bind) or not.
         self._lanes: tuple[dict[str, Lane], dict[str, Lane]] = ({}, {})
         self._parts: dict[str, tuple[float, float, float, float, float, float]] = {}
+        # (offer, cap) -> the local days or weeks counted so far: (start, end, refusal)
+        self._offer_spans: dict[tuple[str, int], list[tuple[int, int, Refusal | None]]] = {}
         self._shared: tuple[float, float] | None = None  # propensity, fatigue cost, rounded
 
     def _reachable(self, channel: ChannelSpec, purpose: Purpose) -> Refusal | None:
@@ -199,7 +203,7 @@ class Search:
                 if best is not None and score <= best[0]:
                     break  # slots come best first: nothing further on this channel beats it
                 if capped:
-                    refusal = caps_refusal(spec.caps, self.contacts, at, self.zone, name, spec.id)
+                    refusal = self._offer_caps(spec, name, at)
                     if refusal is not None:
                         last = refusal
                         if at == self.now:
@@ -220,6 +224,34 @@ class Search:
             score=rounded(score, 6),
             channel_reason=why,
         )
+
+    def _offer_caps(self, offer: OfferSpec, channel: str, at: int) -> Refusal | None:
+        """The offer's first cap a message on ``channel`` at ``at`` would exceed: what
+        :func:`caps_refusal` says, with each local day's or week's count counted once."""
+        for i, cap in enumerate(offer.caps):
+            if cap.channel is not None and cap.channel != channel:
+                continue
+            if isinstance(cap.per, int):
+                refusal = caps_refusal((cap,), self.contacts, at, self.zone, channel, offer.id)
+            else:
+                spans = self._offer_spans.setdefault((offer.id, i), [])
+                known = next((span for span in spans if span[0] <= at < span[1]), None)
+                if known is not None:
+                    refusal = known[2]
+                else:
+                    start, end = calendar_span(cap, at, self.zone)
+                    used = sum(
+                        1
+                        for c in self.contacts.items
+                        if start <= c.at_ms < end
+                        and c.offer == offer.id
+                        and (cap.channel is None or c.channel == cap.channel)
+                    )
+                    refusal = cap_refusal(cap, used, offer.id) if used + 1 > cap.max else None
+                    spans.append((start, end, refusal))
+            if refusal is not None:
+                return refusal
+        return None
 
     def explain(self, candidate: Candidate) -> None:
         """Fill in the parts of a candidate's score (done for the top few only: cheap)."""

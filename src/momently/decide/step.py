@@ -99,7 +99,7 @@ class BanditRelevance:
         if not actions:
             return []
         means = self.bandit.predict(context, actions)
-        return [min(1.0, max(0.001, prior + float(m))) for m in means]
+        return [min(1.0, max(0.001, prior + m)) for m in means.tolist()]
 
 
 def new_bandit() -> LinearBandit:
