@@ -110,9 +110,11 @@ def test_losing_the_stream_leader_loses_nothing(cluster: list[NatsServer], tmp_p
             settings(url, tmp_path, "w", tuple(range(PARTITIONS))), detector, FakeClock(T0)
         )
         await worker.start()
-        await finish(worker, url)
-        stored = sum(s.store.stats()["events"] for s in worker.shards.values())
-        assert stored == len(batch)  # every acknowledged event, once
-        await worker.stop()
+        try:
+            await finish(worker, url)
+            stored = sum(s.store.stats()["events"] for s in worker.shards.values())
+            assert stored == len(batch)  # every acknowledged event, once
+        finally:
+            await worker.stop()
 
     asyncio.run(main())

@@ -33,6 +33,11 @@ def add_worker_parser(commands: Any) -> None:
     worker.add_argument("--owner", help="this worker's name in the leases (default host-pid)")
     worker.add_argument("--lease-ttl-ms", type=int, default=10_000, help="lease length")
     worker.add_argument("--playbook", help="playbook YAML file (default: the example playbook)")
+    worker.add_argument(
+        "--outbox",
+        help="outbox URL shared by the workers (postgresql://…, or sqlite:///… on one host);"
+        " without it decisions are stored, not sent",
+    )
     worker.add_argument("--host", default="127.0.0.1", help="address of /healthz and /metrics")
     worker.add_argument("--port", type=int, default=9100, help="port of /healthz and /metrics")
 
@@ -49,11 +54,29 @@ def moments_url_for(store_url: str) -> str:
     return store_url  # one database (a schema per partition) holds both
 
 
+def open_outbox(url: str) -> Any:
+    """The outbox a URL names, through the store registry where it has outboxes."""
+    import momently.store as stores
+    from momently.deliver.store_memory import MemoryOutboxStore
+    from momently.deliver.store_sqlite import SqliteOutboxStore
+    from momently.errors import ConfigError
+
+    opener = getattr(stores, "open_outbox_store", None)
+    if opener is not None:
+        return opener(url)
+    if url.startswith("memory:"):
+        return MemoryOutboxStore()
+    if url.startswith("sqlite:///"):
+        return SqliteOutboxStore(url.removeprefix("sqlite://").split("?")[0])
+    raise ConfigError(f"no outbox backend for {url!r}")
+
+
 def worker_command(args: argparse.Namespace) -> int:
     """``momently worker``: serve health and metrics, run the worker until SIGTERM."""
     import uvicorn
 
     from momently.clock import SystemClock
+    from momently.distributed.deliver import WorkerDelivery
     from momently.distributed.log import LogSettings
     from momently.distributed.partition import parse_partitions
     from momently.distributed.web import worker_app
@@ -77,7 +100,19 @@ def worker_command(args: argparse.Namespace) -> int:
         owner=args.owner or f"{socket.gethostname()}-{os.getpid()}",
         lease_ttl_ms=args.lease_ttl_ms,
     )
-    worker = Worker(settings, MomentDetector(load_playbook(args.playbook)), SystemClock())
+    playbook = load_playbook(args.playbook)
+    clock = SystemClock()
+    delivery = (
+        WorkerDelivery(playbook, open_outbox(args.outbox), clock, environ=os.environ)
+        if args.outbox
+        else None
+    )
+    worker = Worker(
+        settings,
+        MomentDetector(playbook),
+        clock,
+        deliver=delivery.for_partition if delivery is not None else None,
+    )
     print(
         f"momently worker {settings.owner}: {len(partitions)} partitions of {log.stream},"
         f" health on http://{args.host}:{args.port}/healthz",
@@ -86,7 +121,13 @@ def worker_command(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         worker_app(worker), host=args.host, port=args.port, log_level="warning", access_log=False
     )
-    uvicorn.Server(config).run()
+    if delivery is not None:
+        delivery.start()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if delivery is not None:
+            delivery.close()
     return 0
 
 

@@ -129,7 +129,7 @@ class EventLog:
 
     def __init__(self, client: Client, settings: LogSettings) -> None:
         self.client = client
-        self.js = client.jetstream(publish_async_max_pending=20_000)
+        self.js = client.jetstream(timeout=settings.timeout_s, publish_async_max_pending=20_000)
         self.settings = settings
 
     @classmethod

@@ -59,6 +59,7 @@ class Shard:
         clock: Clock,
         *,
         on_decisions: Callable[[Decided], None] | None = None,
+        deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
     ) -> None:
         if not callable(getattr(store, "fence", None)):
             raise ConfigError(f"{type(store).__name__} cannot hold a fencing token")
@@ -71,6 +72,8 @@ class Shard:
         # The token goes in before anything else: from here on, writes of a former
         # owner of this partition are refused.
         self.store.commit([], Changes(fence=Fence(token, self.position)))
+        if deliver is not None:  # after the token: a fenced owner submits nothing
+            on_decisions = deliver(store, moments)
         self.engine = Engine(store)
         self.engine.fence = Fence(token, self.position)
         self.stage = MomentStage(store, moments, detector, clock, on_decisions=on_decisions)
@@ -87,12 +90,12 @@ class Shard:
         detector: MomentDetector,
         clock: Clock,
         *,
-        on_decisions: Callable[[Decided], None] | None = None,
+        deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
     ) -> Shard:
         store = open_store(partition_url(store_url, partition))
         moments = open_moment_store(partition_url(moments_url, partition))
         try:
-            return cls(partition, token, store, moments, detector, clock, on_decisions=on_decisions)
+            return cls(partition, token, store, moments, detector, clock, deliver=deliver)
         except BaseException:
             moments.close()
             store.close()

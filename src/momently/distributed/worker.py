@@ -46,6 +46,7 @@ from momently.errors import Fenced
 from momently.events import Event, decode_event
 from momently.moments.detector import MomentDetector
 from momently.runtime.stage import Decided
+from momently.types import MomentStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,17 @@ class Worker:
         detector: MomentDetector,
         clock: Clock,
         *,
-        on_decisions: Callable[[int], Callable[[Decided], None] | None] | None = None,
+        deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
         metrics: PartitionMetrics | None = None,
+        on_applied: Callable[[int, list[tuple[int, Event]], int], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Told (partition, batch, messages left in the partition) after each commit:
+        # the benchmark's event-to-decision latencies and lag.
+        self._on_applied = on_applied
         self.detector = detector
         self.clock = clock
-        self._on_decisions = on_decisions
+        self._deliver = deliver
         self.metrics = metrics or PartitionMetrics(clock)
         self.shards: dict[int, Shard] = {}
         self.leases: dict[int, Lease] = {}
@@ -99,7 +104,7 @@ class Worker:
 
     async def start(self) -> None:
         self._client = await connect(self.settings.log, f"momently-worker-{self.settings.owner}")
-        self._js = self._client.jetstream()
+        self._js = self._client.jetstream(timeout=self.settings.log.timeout_s)
         await ensure_stream(self._js, self.settings.log)
         self._kv = await Leases.open(
             self._js,
@@ -177,7 +182,6 @@ class Worker:
     async def _take(self, lease: Lease) -> None:
         assert self._js is not None and self._kv is not None
         partition = lease.partition
-        decisions = self._on_decisions(partition) if self._on_decisions else None
         loop = asyncio.get_running_loop()
         try:
             shard = await loop.run_in_executor(
@@ -189,14 +193,25 @@ class Worker:
                     self.settings.moments_url,
                     self.detector,
                     self.clock,
-                    on_decisions=decisions,
+                    deliver=self._deliver,
                 ),
             )
         except Fenced:
             log.warning("partition %d: a newer owner wrote first; lease given back", partition)
             await self._kv.release(lease)
             return
-        self._subs[partition] = await self._consumer(partition, lease.token, shard.position)
+        try:
+            self._subs[partition] = await self._consumer(partition, lease.token, shard.position)
+        except (nats.errors.Error, TimeoutError):
+            # JetStream could not make the consumer now (a node failing over): give
+            # the partition back and try again next round.
+            log.warning("partition %d: no consumer yet; retried next round", partition)
+            await loop.run_in_executor(self._executor, shard.close)
+            try:
+                await self._kv.release(lease)
+            except (nats.errors.Error, TimeoutError):
+                pass  # it frees at expiry
+            return
         self.shards[partition] = shard
         self.leases[partition] = lease
         self.metrics.taken(partition, shard.position)
@@ -316,4 +331,6 @@ class Worker:
             await msgs[-1].ack()  # AckAll: one ack for the batch
             pending = msgs[-1].metadata.num_pending
             self.metrics.applied(partition, len(batch), shard.position, pending)
+            if self._on_applied is not None:
+                self._on_applied(partition, batch, pending)
         return len(batch)

@@ -1,0 +1,344 @@
+"""Distributed mode: throughput and event-to-decision latency with 1 and 2 workers.
+
+A nats-server with JetStream runs on loopback; workers are separate processes
+(``Worker`` with the production loop, SQLite stores per partition with
+``synchronous=NORMAL``). Each run:
+
+* **burst** — the workers own their partitions, then every event is published
+  at once (async publish, acks gathered per batch of 500). Throughput is
+  events over the time from the first publish to the last commit; the
+  partition lag is the largest count of messages a worker saw still waiting in
+  one partition, and the drain time is how long the burst took to clear;
+* **paced** — events at a fixed rate well under capacity; the latency of an
+  event is from its publish acknowledgement to the commit of the batch that
+  applied it (moments and decisions commit in that same step), p50 and p99.
+
+Medians of the runs; the ratio of 2 workers to 1 is what holds across
+machines. On a machine with fewer free cores than workers, 2 workers cannot
+be faster than 1: the ratio says how much was free.
+
+Run ``python benchmarks/bench_distributed.py [--quick]``; needs ``nats-server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from momently.distributed.log import EventLog, LogSettings
+from momently.events import Event, from_ms
+
+PARTITIONS = 16
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def make_events(customers: int, per_customer: int, start_ms: int, seed: int) -> list[Event]:
+    """Shoppers opening the app, searching, viewing, adding to cart, some complaining."""
+    rng = random.Random(seed)
+    steps = [
+        ("Application Opened", {}),
+        ("Products Searched", {"properties": {"query": "best toaster price"}}),
+        ("Product Viewed", {"properties": {"product_id": "sku-1", "price": 40}}),
+        ("Product Added", {"properties": {"product_id": "sku-1", "price": 40}}),
+        ("Support Message", {"properties": {"text": "this is terrible, my order is late!"}}),
+    ]
+    out = []
+    for c in range(customers):
+        at = start_ms + rng.randrange(0, 60_000)
+        for i in range(per_customer):
+            name, fields = steps[i % len(steps)]
+            at += rng.randrange(1_000, 30_000)
+            out.append(
+                Event(
+                    message_id=f"b{seed}-{c}-{i}",
+                    type="track",
+                    timestamp=from_ms(at),
+                    received_at=from_ms(at),
+                    user_id=f"user-{c}",
+                    event=name,
+                    traits={"email": f"user-{c}@example.com"} if i == 0 else {},
+                    **fields,  # type: ignore[arg-type]
+                )
+            )
+    out.sort(key=lambda e: (e.timestamp_ms, e.message_id))
+    return out
+
+
+# -- the worker process ------------------------------------------------------------------
+
+
+def child(args: argparse.Namespace) -> int:
+    """One worker: applies its partitions and appends ``msgid ns lag`` lines to --out."""
+    from momently.clock import SystemClock
+    from momently.distributed.worker import Worker, WorkerSettings
+    from momently.moments.detector import MomentDetector
+    from momently.moments.playbook import load_playbook
+
+    out = open(args.out, "a", buffering=1)  # noqa: SIM115 - closed at exit
+    stop = asyncio.Event()
+
+    def applied(partition: int, batch: list[tuple[int, Event]], pending: int) -> None:
+        now = time.time_ns()
+        out.write("".join(f"{e.message_id} {now} {pending}\n" for _, e in batch))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        settings = WorkerSettings(
+            log=LogSettings.from_url(args.log),
+            store_url=f"sqlite:///{args.dir}/p{{partition}}.db?synchronous=NORMAL",
+            moments_url=f"sqlite:///{args.dir}/m{{partition}}.db?synchronous=NORMAL",
+            partitions=tuple(int(p) for p in args.partitions.split(",")),
+            owner=args.owner,
+            batch=500,
+            fetch_wait_s=0.05,
+        )
+        worker = Worker(
+            settings, MomentDetector(load_playbook()), SystemClock(), on_applied=applied
+        )
+        await worker.start()
+        await worker.balance()
+        out.write(f"READY {len(worker.shards)}\n")
+        await worker.run(stop)
+        await worker.stop()
+
+    asyncio.run(main())
+    out.close()
+    return 0
+
+
+# -- the parent ------------------------------------------------------------------------
+
+
+class Run:
+    """A fresh stream and the worker processes of one measurement."""
+
+    def __init__(self, server: str, workers: int, root: Path, tag: str) -> None:
+        self.url = f"nats://{server}?stream=B{tag}&partitions={PARTITIONS}"
+        self.dir = root / tag
+        self.dir.mkdir()
+        self.outs = [self.dir / f"w{i}.txt" for i in range(workers)]
+        shares = [
+            ",".join(str(p) for p in range(PARTITIONS) if p % workers == i) for i in range(workers)
+        ]
+        self.procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "child",
+                    "--log",
+                    self.url,
+                    "--dir",
+                    str(self.dir),
+                    "--partitions",
+                    share,
+                    "--owner",
+                    f"w{i}",
+                    "--out",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            for i, (share, out) in enumerate(zip(shares, self.outs, strict=True))
+        ]
+
+    def lines(self) -> list[str]:
+        found: list[str] = []
+        for out in self.outs:
+            if out.exists():
+                found.extend(out.read_text().splitlines())
+        return found
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while sum(1 for line in self.lines() if line.startswith("READY")) < len(self.procs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("workers did not start")
+            time.sleep(0.05)
+
+    def wait_applied(self, n: int, timeout_s: float = 600) -> dict[str, tuple[int, int]]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done = {}
+            for line in self.lines():
+                if not line.startswith("READY"):
+                    mid, ns, lag = line.split()
+                    done[mid] = (int(ns), int(lag))
+            if len(done) >= n:
+                return done
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(done)} of {n} events applied")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def publish(url: str, events: list[Event], rate: float | None) -> dict[str, int]:
+    """Publish in batches of 500 (or paced at ``rate`` events/s); ack time per event."""
+    log = await EventLog.open(LogSettings.from_url(url))
+    acked: dict[str, int] = {}
+    size = 500 if rate is None else max(1, int(rate / 100))
+    started = time.perf_counter()
+    for i in range(0, len(events), size):
+        part = events[i : i + size]
+        if rate is not None:
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await log.write(part)
+        now = time.time_ns()
+        for e in part:
+            acked[e.message_id] = now
+    await log.close()
+    return acked
+
+
+def measure(server: str, workers: int, root: Path, tag: str, events: list[Event],
+            paced: list[Event], rate: float) -> dict[str, float]:  # fmt: skip
+    run = Run(server, workers, root, tag)
+    try:
+        run.wait_ready()
+        first = time.time_ns()
+        asyncio.run(publish(run.url, events, None))
+        done = run.wait_applied(len(events))
+        last = max(ns for ns, _ in done.values())
+        burst = {
+            "throughput": len(events) / ((last - first) / 1e9),
+            "drain_s": (last - first) / 1e9,
+            "max_lag": max(lag for _, lag in done.values()),
+        }
+        acked = asyncio.run(publish(run.url, paced, rate))
+        done = run.wait_applied(len(events) + len(paced))
+        latencies = sorted((done[m][0] - t) / 1e6 for m, t in acked.items())
+        burst["p50_ms"] = statistics.median(latencies)
+        burst["p99_ms"] = latencies[int(0.99 * (len(latencies) - 1))]
+        return burst
+    finally:
+        run.close()
+
+
+def embedded(events: list[Event], root: Path, tag: str) -> float:
+    """The baseline: the embedded engine and stage in this process, events/s."""
+    from momently.clock import SystemClock
+    from momently.engine import Engine
+    from momently.moments.detector import MomentDetector
+    from momently.moments.playbook import load_playbook
+    from momently.runtime.stage import MomentStage
+    from momently.store.moments_sqlite import SqliteMomentStore
+    from momently.store.sqlite import SqliteStore
+
+    store = SqliteStore(root / f"{tag}.db", synchronous="NORMAL")
+    moments = SqliteMomentStore(root / f"{tag}-m.db", synchronous="NORMAL")
+    stage = MomentStage(store, moments, MomentDetector(load_playbook()), SystemClock())
+    engine = Engine(store)
+    started = time.perf_counter()
+    for i in range(0, len(events), 500):
+        engine.ingest(events[i : i + 500])
+        stage.catch_up()
+    seconds = time.perf_counter() - started
+    moments.close()
+    store.close()
+    return len(events) / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "child":
+        parser = argparse.ArgumentParser()
+        for flag in ("--log", "--dir", "--partitions", "--owner", "--out"):
+            parser.add_argument(flag, required=True)
+        return child(parser.parse_args(args[1:]))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", help="write the figures here too")
+    opts, _ = parser.parse_known_args(args)
+    nats = shutil.which("nats-server")
+    if nats is None:
+        print("nats-server is not installed (make system); skipped")
+        return 1
+    customers, per, runs, rate = (400, 10, 1, 300.0) if opts.quick else (2_000, 10, 3, 500.0)
+    now = time.time_ns() // 1_000_000
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        port = _free_port()
+        server = subprocess.Popen(
+            [nats, "-js", "-sd", str(root / "nats"), "-p", str(port), "-a", "127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            figures: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+            baseline: list[float] = []
+            for r in range(runs):
+                baseline.append(
+                    embedded(make_events(customers, per, now - 600_000, seed=r), root, f"e{r}")
+                )
+                for workers in (1, 2):
+                    burst = make_events(customers, per, now - 600_000, seed=r * 10 + workers)
+                    paced = make_events(
+                        int(rate * 3 / per), per, now - 600_000, seed=1000 + r * 10 + workers
+                    )
+                    figures[workers].append(
+                        measure(f"127.0.0.1:{port}", workers, root, f"{r}w{workers}",
+                                burst, paced, rate)
+                    )  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait()
+    n = customers * per
+    print(f"{n:,} events a burst, {PARTITIONS} partitions, {os.cpu_count()} CPUs, {runs} runs")
+    med: dict[int, dict[str, float]] = {
+        w: {k: statistics.median(f[k] for f in figures[w]) for k in figures[w][0]} for w in (1, 2)
+    }
+    base = statistics.median(baseline)
+    print(f"  embedded engine + stage, one process (baseline): {base:,.0f} events/s")
+    for w in (1, 2):
+        m = med[w]
+        print(
+            f"  {w} worker{'s' if w > 1 else ' '}  burst {m['throughput']:>8,.0f} events/s"
+            f"  (drained in {m['drain_s']:.1f} s, max partition lag {m['max_lag']:,.0f})"
+            f"  paced {rate:.0f}/s: p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms"
+        )
+    ratio = med[2]["throughput"] / med[1]["throughput"]
+    print(f"  1 worker / embedded: {med[1]['throughput'] / base:.2f}x")
+    print(f"  2 workers / 1 worker throughput: {ratio:.2f}x")
+    if opts.json:
+        Path(opts.json).write_text(
+            json.dumps({"median": med, "ratio": ratio, "embedded": base}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
