@@ -9,7 +9,13 @@ import pytest
 from momently.cli import main
 from momently.moments.playbook import load_playbook
 from momently.simulate import NoMessages, Population, compare
-from momently.simulate.engine_policy import EnginePolicy, without_holdouts
+from momently.simulate.engine_policy import (
+    DEPARTMENTS,
+    EnginePolicy,
+    category_of,
+    with_catalogue,
+    without_holdouts,
+)
 
 
 def test_the_harness_keeps_the_only_holdout() -> None:
@@ -17,6 +23,22 @@ def test_the_harness_keeps_the_only_holdout() -> None:
     assert playbook.decide.holdout == 0.0
     assert all(o.holdout == 0.0 for o in playbook.decide.offers)
     assert load_playbook().decide.holdout > 0  # the shipped playbook is not changed
+
+
+def test_the_catalogue_adds_one_offer_per_department_and_maps_it_back() -> None:
+    example = load_playbook()
+    playbook = with_catalogue(example)
+    added = playbook.decide.offers[len(example.decide.offers) :]
+    assert [o.id for o in added] == [f"shop-{d}" for d in DEPARTMENTS]
+    for offer, department in zip(added, DEPARTMENTS, strict=True):
+        assert offer.target.categories == (department,) and offer.value > 0
+        assert category_of(offer.id) == department
+    assert with_catalogue(playbook) == playbook  # nothing added twice
+    assert category_of("family-toaster") == "toasters" and category_of("sorry-voucher") == "*"
+    assert category_of("shop-nowhere") == "*"
+    # the toaster offers speak to kitchen searches only, not to every buying moment
+    toasters = [o for o in example.decide.offers if o.id.endswith("-toaster")]
+    assert toasters and all(o.target.categories == ("kitchen-appliances",) for o in toasters)
 
 
 def test_the_engine_decides_and_the_simulated_customers_answer() -> None:
