@@ -119,13 +119,22 @@ def test_a_claim_skips_rows_another_worker_has_locked(
     outbox.put(first)
     outbox.put(second)
     target = Target(outbox_url)
+    taken: list[Entry] = []
     with psycopg.connect(target.conninfo, options=f"-c search_path={target.schema}") as holder:
         holder.execute("SELECT key FROM outbox WHERE key = %s FOR UPDATE", (first.key,))
-        taken = outbox.claim(now_ms=START + 5, lease_ms=100, limit=10, worker="w")
-        assert [e.key for e in taken] == [second.key]
-    assert [e.key for e in outbox.claim(now_ms=START + 5, lease_ms=100, limit=10, worker="w")] == [
-        first.key
-    ]
+        claimer = threading.Thread(
+            target=lambda: taken.extend(
+                outbox.claim(now_ms=START + 5, lease_ms=100, limit=10, worker="w")
+            )
+        )
+        claimer.start()
+        claimer.join(timeout=60)
+        waited = claimer.is_alive()  # a claim that waits on the lock ends only after it
+    claimer.join(timeout=60)
+    assert not waited
+    assert [e.key for e in taken] == [second.key]
+    again = outbox.claim(now_ms=START + 5, lease_ms=100, limit=10, worker="w")
+    assert [e.key for e in again] == [first.key]
 
 
 def test_a_planned_send_is_claimed_only_when_due(outbox: PostgresOutboxStore) -> None:
