@@ -155,10 +155,23 @@ class Worker:
         for partition, msgs in zip(owned, fetched, strict=True):
             if partition in self.shards:
                 done += await self._apply(partition, msgs)
+                await self.renew()
         return done
 
     async def balance(self) -> None:
         """Renew held leases that are a third spent; acquire wanted partitions that are free."""
+        assert self._kv is not None
+        await self.renew()
+        for partition in self.settings.partitions:
+            if partition in self.leases:
+                continue
+            got = await self._kv.acquire(partition)
+            if got is not None:
+                await self._take(got)
+
+    async def renew(self) -> None:
+        """Renew the leases that are a third spent (called between partitions too, so a
+        long round never lets a lease run out)."""
         assert self._kv is not None
         now = self.clock.now_ms()
         for partition, lease in list(self.leases.items()):
@@ -172,12 +185,6 @@ class Worker:
                 await self._drop(partition, release=False)
             else:
                 self.leases[partition] = renewed
-        for partition in self.settings.partitions:
-            if partition in self.leases:
-                continue
-            got = await self._kv.acquire(partition)
-            if got is not None:
-                await self._take(got)
 
     async def _take(self, lease: Lease) -> None:
         assert self._js is not None and self._kv is not None
