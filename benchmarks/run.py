@@ -5,7 +5,7 @@ figures with the ratios against a baseline measured in the same run, and
 returns non-zero only when it could not measure. Names pick some of them
 (``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
 ``ope``, ``bandit``, ``deliver``, ``moment_to_send``, ``cdnow``,
-``predict``, ``simulate``, ``distributed``); none runs all.
+``predict``, ``simulate``, ``distributed``, ``postgres``); none runs all.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ BENCHMARKS = (
     "predict",
     "simulate",
     "distributed",
+    "postgres",
 )
 
 

@@ -12,7 +12,7 @@ Each store gets a schema of its own in one database (``?schema=`` in the URL),
 so a test needs no ``CREATE DATABASE`` and no cluster of its own; the same key
 (a test's directory) names the same schema again, which is how a test
 reopens a store after a simulated restart. Durability is switched off
-(``fsync=off``): these tests check behaviour, not the disk.
+(``fsync=off``) unless asked for: these tests check behaviour, not the disk.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import pytest
 DATABASE: Final = "momently"
 _OWNER: Final = "postgres"
 _PR_SET_PDEATHSIG: Final = 1
+# Tests check behaviour, not the disk: no fsync (a benchmark asks for durable=True).
+_FAST: Final = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 
 
 def _bindir() -> Path:
@@ -66,7 +68,7 @@ def _free_port() -> int:
 class Cluster:
     """One running PostgreSQL server in a temporary directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
         self.bindir = _bindir()
         self.base = Path(tempfile.mkdtemp(prefix="momently-pg-"))
         self.data = self.base / "data"
@@ -91,9 +93,9 @@ class Cluster:
         self.process = subprocess.Popen(
             [
                 str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                "-h", "127.0.0.1", "-k", str(self.base), "-c", "fsync=off",
-                "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                "-h", "127.0.0.1", "-k", str(self.base),
                 "-c", "max_connections=400", "-c", "shared_buffers=32MB",
+                *([] if durable else _FAST),
             ],
             stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=self._as_owner,
         )  # fmt: skip

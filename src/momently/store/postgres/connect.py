@@ -80,15 +80,22 @@ class Target:
         )
 
 
-def open_pool(url: str, *, name: str) -> tuple[ConnectionPool, Target]:
-    """A pool of autocommit connections to the URL's schema, migrated to the latest."""
+def open_pool(
+    url: str, *, name: str, settings: dict[str, str] | None = None
+) -> tuple[ConnectionPool, Target]:
+    """A pool of autocommit connections to the URL's schema, migrated to the latest;
+    ``settings`` are server settings for every session (``synchronous_commit``…)."""
     target = Target(url)
     migrate(target)
+    options = " ".join(
+        f"-c {key}={value}"
+        for key, value in {"search_path": target.schema, **(settings or {})}.items()
+    )
     pool = ConnectionPool(
         target.conninfo,
         min_size=1,
         max_size=target.pool_max,
-        kwargs={"autocommit": True, "options": f"-c search_path={target.schema}"},
+        kwargs={"autocommit": True, "options": options},
         name=name,
         open=True,
     )

@@ -8,10 +8,11 @@ row another claim has just moved to a later ``due_ms`` no longer matches), so
 two workers never claim one send. The ``claims`` count fences the rest: only
 the holder of the latest claim may release or finish it.
 
-As in SQLite, only ``put`` and ``cancel`` wait for the disk; claims and
-outcomes commit with ``synchronous_commit = off``, which a server crash may
-undo (the entry is then claimed again and sent under the same idempotency
-key) but never loses a send.
+As in SQLite, only ``put``, ``cancel`` and ``batch()`` wait for the disk;
+claims and outcomes are single statements committed with ``synchronous_commit
+= off`` (one round trip each), which a server crash may undo (the entry is
+then claimed again and sent under the same idempotency key) but never loses a
+send.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ class PostgresOutboxStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._pool, _ = open_pool(url, name="momently-outbox")
+        # Sessions commit without waiting for the disk; put, cancel and batch() ask for it.
+        self._pool, _ = open_pool(
+            url, name="momently-outbox", settings={"synchronous_commit": "off"}
+        )
         self._local = threading.local()  # this thread's batch(): its connection and depth
 
     @classmethod
@@ -89,6 +93,7 @@ class PostgresOutboxStore:
             yield  # nested: the outer batch commits
             return
         with transaction(self._pool) as conn:
+            conn.execute("SET LOCAL synchronous_commit = on")
             self._local.conn = conn
             try:
                 yield
@@ -97,14 +102,18 @@ class PostgresOutboxStore:
 
     @contextmanager
     def _tx(self, *, durable: bool) -> Iterator[_Conn]:
+        """A durable transaction, or (not durable) a connection for one statement, which
+        commits on its own without waiting for the disk; inside batch(), its transaction."""
         joined: _Conn | None = getattr(self._local, "conn", None)
         if joined is not None:
             yield joined
-            return
-        with transaction(self._pool) as conn:
-            if not durable:
-                conn.execute("SET LOCAL synchronous_commit = off")
-            yield conn
+        elif durable:
+            with transaction(self._pool) as conn:
+                conn.execute("SET LOCAL synchronous_commit = on")
+                yield conn
+        else:
+            with self._pool.connection() as conn:
+                yield conn
 
     def put(self, entry: Entry) -> tuple[Entry, bool]:
         with self._tx(durable=True) as conn:
