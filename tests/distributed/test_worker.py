@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
+from momently.cli import main
 from momently.clock import FakeClock
 from momently.decide.records import Decision
 from momently.distributed.lease import Leases
@@ -129,3 +131,55 @@ def test_workers_produce_what_the_embedded_mode_does(
     assert _what(got_decisions) == _what(want_decisions)
     if partitions == 1:
         assert got_decisions == want_decisions
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--partitions", "9"],  # outside the stream's 8
+        ["--partitions", "two"],
+        ["--store", "sqlite:///tmp/one.db"],  # every partition needs its own store
+        ["--lease-ttl-ms", "10"],
+    ],
+)
+def test_worker_flags_are_checked_before_it_connects(flags: list[str]) -> None:
+    base = {"--log": "nats://127.0.0.1:1?partitions=8", "--store": "memory://"}
+    args = ["worker"]
+    for flag, value in base.items():
+        if flag not in flags:
+            args += [flag, value]
+    assert main([*args, *flags]) == 2
+
+
+def test_worker_metrics_per_partition(log_url: Callable[..., str], tmp_path: Path) -> None:
+    """Throughput, lag, position and checkpoint age, labelled by partition."""
+    url = log_url(partitions=2)
+    batch = events(customers=4)
+    clock = FakeClock(T0)
+
+    async def run() -> str:
+        log = await EventLog.open(LogSettings.from_url(url))
+        await log.write(batch)
+        await log.close()
+        worker = Worker(
+            settings(url, tmp_path, "m", (0, 1)), MomentDetector(load_playbook()), clock
+        )
+        await worker.start()
+        try:
+            assert await drain([worker], len(batch)) == len(batch)
+            clock.advance(2_500)
+            return generate_latest(worker.metrics.registry).decode()
+        finally:
+            await worker.stop()
+
+    text = asyncio.run(run())
+    applied = sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("momently_partition_events_total{")
+    )
+    assert applied == len(batch)
+    for p in ("0", "1"):
+        assert f'momently_partition_lag{{partition="{p}"}}' in text
+        assert f'momently_partition_checkpoint_age_seconds{{partition="{p}"}} 2.5' in text
+    assert "momently_partitions_owned 2.0" in text

@@ -79,6 +79,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.distributed.deliver import WorkerDelivery
     from momently.distributed.log import LogSettings
     from momently.distributed.partition import parse_partitions
+    from momently.distributed.shard import partition_url
     from momently.distributed.web import worker_app
     from momently.distributed.worker import Worker, WorkerSettings
     from momently.errors import ConfigError
@@ -92,10 +93,13 @@ def worker_command(args: argparse.Namespace) -> int:
         raise ConfigError(str(error)) from None
     if args.lease_ttl_ms < 1_000:
         raise ConfigError("--lease-ttl-ms must be at least 1000")
+    moments_url = args.moments or moments_url_for(args.store)
+    for template in (args.store, moments_url):
+        partition_url(template, 0)  # a URL without {partition} fails here, not in the loop
     settings = WorkerSettings(
         log=log,
         store_url=args.store,
-        moments_url=args.moments or moments_url_for(args.store),
+        moments_url=moments_url,
         partitions=partitions,
         owner=args.owner or f"{socket.gethostname()}-{os.getpid()}",
         lease_ttl_ms=args.lease_ttl_ms,
