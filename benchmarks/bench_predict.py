@@ -48,22 +48,11 @@ import msgspec
 
 from momently.decide.signals import Signals
 from momently.moments.detector import CustomerState, decode_state, encode_state
-from momently.predict import Predictions, Predictor
+from momently.predict import Predictor
 from momently.predict.replay import replay
 from momently.predict.synthetic import Stream, population
 
 TARGET_MEDIAN_US = 50.0
-ANSWERS = (
-    "propensity",
-    "engage_now",
-    "channels",
-    "best_channel",
-    "devices",
-    "active_device",
-    "fatigue",
-    "next_touchpoints",
-    "next_categories",
-)
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -82,12 +71,6 @@ class Run:
 
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
-
-
-def read_all(found: Predictions) -> None:
-    """Read every answer (each is worked out when first read)."""
-    for name in ANSWERS:
-        getattr(found, name)
 
 
 def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
@@ -122,7 +105,7 @@ def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
         if after is not None and after != before:
             heapq.heappush(timers, (after, customer))
         learned = clock()
-        read_all(predictor.predictions(state.predict, profile, event.timestamp_ms))
+        predictor.predictions(state.predict, profile, event.timestamp_ms).everything()
         predicted = clock()
         Signals.of(predictor.predictions(state.predict, profile, event.timestamp_ms))
         read = clock()

@@ -25,10 +25,13 @@ from momently.predict.decay import bump, read
 from momently.predict.localtime import hour_of_week
 from momently.predict.next_need import NextNeed, in_top_k, top_k
 from momently.predict.population import Population
+from momently.predict.predictions import ANSWERS
 from momently.predict.receptivity import Receptivity
+from momently.predict.replay import replay
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.predict.signals import CHANNELS, read_signal
-from momently.predict.synthetic import START, event
+from momently.predict.synthetic import START, event, population
+from momently.predict.types import Features
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(momently.predict.__path__))
 
@@ -100,6 +103,27 @@ def test_hour_of_week_is_the_local_hour_across_daylight_saving(ms: int, tz: str)
     assert hour_of_week(ms, tz) == local.weekday() * 24 + local.hour
 
 
+@pytest.mark.parametrize("tz", ["America/St_Johns", "Australia/Lord_Howe", "Europe/London"])
+def test_hour_of_week_is_the_local_hour_on_every_quarter_hour_of_a_changeover_day(tz: str) -> None:
+    # The offset is cached per UTC day; the days the clocks change take another path.
+    zone = ZoneInfo(tz)
+    year = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    changeovers = 0
+    for day in range(366):
+        start = year + day * DAY
+        offsets = {
+            datetime.fromtimestamp(ms / 1000, tz=zone).utcoffset()
+            for ms in (start, start + DAY - 1)
+        }
+        quarters = range(96) if len(offsets) > 1 else (day % 96,)
+        changeovers += len(offsets) > 1
+        for quarter in quarters:
+            for ms in (start + quarter * 15 * MINUTE, start + (quarter + 1) * 15 * MINUTE - 1):
+                local = datetime.fromtimestamp(ms / 1000, tz=zone)
+                assert hour_of_week(ms, tz) == local.weekday() * 24 + local.hour, (tz, ms)
+    assert changeovers == 2
+
+
 def test_an_unknown_time_zone_is_utc() -> None:
     assert hour_of_week(START, "Mars/Olympus_Mons") == hour_of_week(START, "UTC")
     assert hour_of_week(START, None) == hour_of_week(START, "UTC")
@@ -115,6 +139,19 @@ def test_best_time_lands_on_a_local_whole_hour_in_a_half_hour_zone() -> None:
     assert curve.best_time(START, START + 30 * MINUTE) == START  # no whole hour inside
     assert len(curve.weekly()) == 168 and len(curve.daily()) == 24
     assert curve.weekly()[20] == pytest.approx(curve.hour_rate(20))
+
+
+def test_the_week_is_each_hours_rate() -> None:
+    population = Receptivity()
+    for hour in range(0, 168, 5):
+        population.learn_one({"hour": hour}, hour % 3 == 0)
+    counts = {20: (4, 3), 44: (2, 0), 7: (1, 1), 167: (3, 1)}
+    curve = ReceptivityCurve("UTC", counts, population.population(), 4.0, 2.0)
+    week = curve.weekly()
+    assert week == pytest.approx([curve.hour_rate(h) for h in range(168)], abs=1e-15)
+    assert week[100] == population.population().rate(100)  # no evidence at that hour of day
+    x: Features = {"hour": 20, "n": 4, "k": 3, "day_n": 2, "day_k": 0}
+    assert population.customer_rate(20, counts) == population.predict_proba_one(x)[True]
 
 
 def test_channel_rates_at_once_match_one_at_a_time() -> None:
@@ -208,6 +245,40 @@ def test_restore_skips_what_it_cannot_use() -> None:
         }
     )
     assert sorted(restored) == sorted(set(good) - {"propensity", "fatigue"})
+
+
+def test_the_classifiers_fast_path_answers_as_river_does() -> None:
+    model = propensity.propensity_model()
+    stream = population(40, days=5, seed=3)
+    states = replay(Predictor(), stream.events, stream.profiles)
+    rows = [propensity.values(s.activity, START + 5 * DAY) for s in states.values()]
+    for i, row in enumerate(rows * 3):
+        model.learn_one(dict(zip(propensity.FEATURES, row, strict=True)), i % 3 == 0)
+        x = rows[(i * 7) % len(rows)]
+        expected = model.predict_proba_one(dict(zip(propensity.FEATURES, x, strict=True)))
+        assert model.proba_values(x, propensity.FEATURES) == pytest.approx(
+            expected[True], abs=1e-12
+        )
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.proba_values(rows[0], propensity.FEATURES) == model.proba_values(
+        rows[0], propensity.FEATURES
+    )
+
+
+def test_predictions_are_worked_out_when_read_and_kept() -> None:
+    predictor = Predictor()
+    state = PredictState()
+    added = event("Product Added", START, "c", properties={"category": "toasters"})
+    predictor.on_event("c", state, added, None)
+    found = predictor.predictions(state, None, START + MINUTE)
+    first = found.next_categories
+    assert first[0][0] == "toasters"
+    assert found.next_categories is first  # kept, not worked out again
+    assert found.best_channel == max(found.channels, key=lambda c: found.channels[c])
+    predictor.on_event("c", state, event("Product Viewed", START + MINUTE, "c"), None)
+    assert found.next_categories is first
+    later = predictor.predictions(state, None, START + 2 * MINUTE).everything()
+    assert vars(later).keys() >= set(ANSWERS)  # all worked out, none left to read
 
 
 def test_a_new_brand_starts_from_the_priors_not_from_a_coin_toss() -> None:

@@ -5,18 +5,33 @@ propensity, fatigue, the receptivity curve, channels and the next category,
 and pays for nothing else (the next touchpoint and the devices' shares are
 for the API). The answers come from the customer's model state as it is
 when they are read, so read them before the customer's next event is folded
-in — the moment stage and the API read them at once.
+in: the moment stage's decisions read them at once, and the API has them all
+worked out (:meth:`Predictions.everything`) under the lock that guards the
+stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Protocol
+from typing import Final, Protocol
 
 from momently.predict.curve import ReceptivityCurve
 
 Ranked = tuple[tuple[str, float], ...]
+ANSWERS: Final = (
+    "propensity",
+    "receptivity",
+    "engage_now",
+    "channels",
+    "best_channel",
+    "devices",
+    "active_device",
+    "fatigue",
+    "next_touchpoints",
+    "next_categories",
+)
+"""Every answer :class:`Predictions` gives."""
 
 
 class Answers(Protocol):
@@ -96,6 +111,13 @@ class Predictions:
     def next_categories(self) -> Ranked:
         """Top-k (category, probability)."""
         return self._answers.next_categories()
+
+    def everything(self) -> Predictions:
+        """Work every answer out now (for a reader that reads them later, outside a lock
+        the customer's state is guarded by); returns ``self``."""
+        for name in ANSWERS:
+            getattr(self, name)
+        return self
 
     def engage_at(self, ms: int) -> float:
         """P(engages) with a message delivered at ``ms``."""

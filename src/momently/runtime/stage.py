@@ -377,7 +377,8 @@ class MomentStage:
         now = self.clock.now_ms() if now_ms is None else now_ms
         states, _ = self._load([customer])
         profile = self.store.profiles([customer]).get(customer)
-        return self.predictor.predictions(states[customer].predict, profile, now)
+        # Answers are lazy: work them all out here, under the caller's lock, not as read.
+        return self.predictor.predictions(states[customer].predict, profile, now).everything()
 
     # -- world events --------------------------------------------------------------
 
