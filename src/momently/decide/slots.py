@@ -131,8 +131,9 @@ class Timeline:
             for at in times if near else ():
                 if at in self.quiet:
                     continue  # quiet hours are checked before the gap
+                lo, hi = at - gap, at + gap
                 for other in near:
-                    if abs(other - at) < gap:
+                    if lo < other < hi:  # |other - at| < gap
                         refusal = Refusal(
                             "min_gap", f"another message {abs(other - at) // 60_000} min apart"
                         )
