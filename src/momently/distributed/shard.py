@@ -22,6 +22,7 @@ from momently.engine import Engine
 from momently.errors import ConfigError
 from momently.events import Event
 from momently.moments.detector import MomentDetector
+from momently.moments.records import MomentBatch
 from momently.runtime.stage import Decided, MomentStage
 from momently.store import open_moment_store, open_store
 from momently.types import Changes, Fence, MomentStore, Store
@@ -72,6 +73,7 @@ class Shard:
         # The token goes in before anything else: from here on, writes of a former
         # owner of this partition are refused.
         self.store.commit([], Changes(fence=Fence(token, self.position)))
+        moments.commit(MomentBatch(fence=token))
         if deliver is not None:  # after the token: a fenced owner submits nothing
             on_decisions = deliver(store, moments)
         self.engine = Engine(store)
