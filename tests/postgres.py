@@ -163,7 +163,7 @@ class Cluster:
     def stop(self) -> None:
         try:
             if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)  # fast shutdown: no waiting on clients
+                self.process.send_signal(signal.SIGQUIT)  # immediate: a throwaway cluster
                 try:
                     self.process.wait(timeout=60)
                 except subprocess.TimeoutExpired:
