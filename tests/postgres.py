@@ -88,6 +88,12 @@ class Cluster:
             preexec_fn=self._as_owner,
         )  # fmt: skip
         self._log = (self.base / "server.log").open("wb")
+        self._durable = durable
+        self._start()
+        with psycopg.connect(self.url_for_database("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+
+    def _start(self) -> None:
         # The server is this process's child, not a daemon (pg_ctl): it dies with the
         # test run however that ends, a kill -9 included (see _as_owner).
         self.process = subprocess.Popen(
@@ -95,21 +101,26 @@ class Cluster:
                 str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
                 "-h", "127.0.0.1", "-k", str(self.base),
                 "-c", "max_connections=400", "-c", "shared_buffers=32MB",
-                *([] if durable else _FAST),
+                *([] if self._durable else _FAST),
             ],
             stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=self._as_owner,
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:  # readiness, not timing: poll until the server accepts a connection
             try:
-                with psycopg.connect(self.url_for_database("postgres"), autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {DATABASE}")
-                break
+                psycopg.connect(self.url_for_database("postgres")).close()
+                return
             except psycopg.OperationalError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"PostgreSQL did not start; see {self.base}") from None
                 time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Stop the server at once (as a crash would) and start it again on the same port."""
+        self.process.send_signal(signal.SIGQUIT)
+        self.process.wait(timeout=60)
+        self._start()
 
     def _as_owner(self) -> None:
         """In the child, before exec: become the owner, and die with the parent."""

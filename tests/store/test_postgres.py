@@ -208,3 +208,35 @@ def test_checkpoints_are_named_so_partitions_keep_their_own(postgres: Cluster) -
     finally:
         p1.close()
         p2.close()
+
+
+def test_a_server_restart_loses_no_commit_and_the_stores_reconnect() -> None:
+    """A cluster of its own, stopped at once (immediate: as a crash) and started again;
+    a stale pooled connection fails once, as the connect module says, then the pool heals."""
+    own = Cluster(durable=True)
+    try:
+        url = own.url()
+        store, outbox = PostgresStore(url), PostgresOutboxStore(url)
+        try:
+            store.commit([("c1", event(1))], Changes())
+            outbox.put(entry(1))
+            own.restart()
+            for attempt in range(3):
+                try:
+                    assert store.commit([("c1", event(2))], Changes()) == [2]
+                    break
+                except psycopg.OperationalError:
+                    assert attempt < 2
+            for attempt in range(3):
+                try:
+                    [taken] = outbox.claim(now_ms=START, lease_ms=100, limit=5, worker="w")
+                    break
+                except psycopg.OperationalError:
+                    assert attempt < 2
+            assert taken.key == entry(1).key
+            assert [r.seq for r in store.read_log(0, 10)] == [1, 2]
+        finally:
+            store.close()
+            outbox.close()
+    finally:
+        own.stop()
