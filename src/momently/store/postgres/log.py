@@ -27,8 +27,8 @@ _profile_decoder = msgspec.json.Decoder(Profile)
 class PostgresStore:
     """:class:`momently.types.Store` on PostgreSQL; safe to share between threads.
 
-    >>> PostgresStore.from_url("postgresql://momently@db.example/momently?schema=shop")
-    ...  # doctest: +SKIP
+    Opened as ``PostgresStore("postgresql://momently@db.example/momently?schema=shop")``
+    or through ``momently.store.open_store`` with the same URL.
     """
 
     def __init__(self, url: str) -> None:
