@@ -188,7 +188,7 @@ def encode_actions(actions: Sequence[Features | FeatureVector] | ActionSet) -> A
 
 
 _ENCODED: dict[tuple[int, ...], tuple[tuple[Features | FeatureVector, ...], ActionSet]] = {}
-_ENCODED_KEPT: Final = 1024  # sets of static actions remembered before starting afresh
+_ENCODED_KEPT: Final = 256  # sets of static actions remembered before starting afresh
 
 
 @dataclass(frozen=True, eq=False)

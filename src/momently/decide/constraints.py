@@ -149,7 +149,7 @@ def cap_keep_ms(caps: list[CapSpec]) -> int:
 
 
 _SPANS: dict[tuple[ZoneInfo, str], tuple[list[int], list[tuple[int, int]]]] = {}
-_SPANS_KEPT: Final = 4096  # spans remembered per zone and period before starting afresh
+_SPANS_KEPT: Final = 64  # spans remembered per zone and period before starting afresh
 
 
 def calendar_span(cap: CapSpec, at_ms: int, zone: ZoneInfo) -> tuple[int, int]:

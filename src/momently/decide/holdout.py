@@ -16,7 +16,7 @@ import functools
 import hashlib
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=8192)
 def bucket(customer_id: str, salt: str) -> float:
     """A uniform number in [0, 1) fixed for this customer and salt."""
     digest = hashlib.blake2b(f"{salt}\x00{customer_id}".encode(), digest_size=8).digest()

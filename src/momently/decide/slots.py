@@ -43,7 +43,7 @@ Closer = tuple[str | None, Refusal]  # a constraint closing a slot, on one chann
 _best_first = itemgetter(0)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=512)  # 47 hours each: about 2 MB at most
 def _hours(
     first: int, zone: ZoneInfo, quiet: tuple[int, int] | None
 ) -> tuple[tuple[int, int, bool], ...]:
