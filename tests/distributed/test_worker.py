@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ from momently.distributed.worker import Worker, WorkerSettings
 from momently.moments.detector import MomentDetector
 from momently.moments.model import Moment
 from momently.moments.playbook import load_playbook
+from momently.types import Fence
 from tests.distributed.scenario import HOUR, T0, embedded, events, outputs
+from tests.postgres import DATABASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -183,3 +187,45 @@ def test_worker_metrics_per_partition(log_url: Callable[..., str], tmp_path: Pat
         assert f'momently_partition_lag{{partition="{p}"}}' in text
         assert f'momently_partition_checkpoint_age_seconds{{partition="{p}"}} 2.5' in text
     assert "momently_partitions_owned 2.0" in text
+
+
+_pg_runs = itertools.count(1)
+
+
+def test_workers_on_postgresql_partition_stores(
+    log_url: Callable[..., str], tmp_path: Path, detector: MomentDetector, postgres: Cluster
+) -> None:
+    """The same worker on PostgreSQL: a schema per partition (``?schema=…p{partition}``)
+    holds its log, state, moments, decisions and fence; the embedded mode's output."""
+    batch = events(customers=12, seed=9)
+    end = max(e.timestamp_ms for e in batch) + 3 * HOUR
+    want_moments, want_decisions = embedded(tmp_path, detector, batch, end)
+    url = log_url(partitions=2)
+    base = postgres.url_for_database(DATABASE)
+    template = f"{base}?schema=dw{next(_pg_runs)}p{{partition}}"
+    worker_settings = replace(
+        settings(url, tmp_path, "pg", (0, 1)), store_url=template, moments_url=template
+    )
+
+    async def run() -> tuple[int, list[Moment], list[Decision], list[Fence | None]]:
+        log = await EventLog.open(LogSettings.from_url(url))
+        await log.write(batch)
+        await log.close()
+        clock = FakeClock(T0)
+        worker = Worker(worker_settings, detector, clock)
+        await worker.start()
+        try:
+            done = await drain([worker], len(batch))
+            clock.set(end)
+            shards = list(worker.shards.values())
+            for shard in shards:
+                shard.tick()
+            return done, *outputs([s.moments for s in shards]), [s.store.fence() for s in shards]
+        finally:
+            await worker.stop()
+
+    done, got_moments, got_decisions, fences = asyncio.run(run())
+    assert done == len(batch)
+    assert got_moments == want_moments
+    assert _what(got_decisions) == _what(want_decisions)
+    assert all(f is not None and f.position > 0 for f in fences)
