@@ -6,6 +6,8 @@ returns non-zero only when it could not measure. Names pick some of them
 (``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
 ``ope``, ``bandit``, ``deliver``, ``moment_to_send``, ``cdnow``,
 ``predict``, ``simulate``, ``distributed``, ``postgres``); none runs all.
+``fuzz`` (over 100,000 generated cases) and ``soak`` (30 minutes, or
+``--crash-cycles N``) are long, and run only when named.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ BENCHMARKS = (
     "distributed",
     "postgres",
 )
+OPT_IN = ("fuzz", "soak")  # long: only when named
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    chosen = [a for a in args if a in BENCHMARKS] or list(BENCHMARKS)
-    flags = [a for a in args if a not in BENCHMARKS]
+    chosen = [a for a in args if a in BENCHMARKS + OPT_IN] or list(BENCHMARKS)
+    flags = [a for a in args if a not in BENCHMARKS + OPT_IN]
     status = 0
     for name in chosen:
         started = time.perf_counter()

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import yaml
 
+from momently.decide.spec import WebhookProvider
 from momently.events import decode_event
 from tests.conftest import ADMIN_KEY, WRITE_KEY, free_port
 from tests.deliver.servers import Recorder
@@ -57,16 +58,13 @@ def soak_playbook(directory: Path, sink_url: str) -> Path:
     decide["holdout"] = 0
     decide["quiet_hours"] = None  # the soak may run at any hour
     decide["arbitration"]["exploration"] = 0
-    decide["channels"].append(
-        {
-            "name": "hook",
-            "kind": "webhook",
-            "providers": [
-                {"name": "sink", "type": "webhook", "url": sink_url + "/hook",
-                 "secret_env": "SOAK_HOOK_SECRET", "timeout_s": 10},
-            ],
-        }
-    )  # fmt: skip
+    sink: dict[str, Any] = {
+        "name": "sink", "type": "webhook", "url": sink_url + "/hook",
+        "secret_env": "SOAK_HOOK_SECRET", "timeout_s": 10,
+    }  # fmt: skip
+    if "allow_private_targets" in WebhookProvider.model_fields:
+        sink["allow_private_targets"] = True  # the sink is on loopback (see deliver.ssrf)
+    decide["channels"].append({"name": "hook", "kind": "webhook", "providers": [sink]})
     for offer in decide["offers"]:
         offer.pop("holdout", None)
         if offer["id"] == "sorry-voucher":
