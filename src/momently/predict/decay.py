@@ -15,6 +15,7 @@ than the counter's clock is added already decayed.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 
@@ -28,7 +29,7 @@ def advance(values: list[float], at: int, ts: int, taus: Sequence[float]) -> int
     dt = ts - at
     width = len(taus)
     factors = [math.exp(-dt / tau) for tau in taus] * (len(values) // width + 1)
-    values[:] = [v * f for v, f in zip(values, factors, strict=False)]
+    values[:] = map(operator.mul, values, factors)  # stops at the end of values
     return ts
 
 

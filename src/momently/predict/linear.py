@@ -35,6 +35,7 @@ order with the scaler's and the regression's parameters read once per update
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -112,37 +113,47 @@ class ScaledLogistic(base.Classifier):
     def proba_values(self, values: Sequence[float], names: tuple[str, ...]) -> float:
         """P(True) for the features ``dict(zip(names, values))``, without building it.
 
-        Equal to ``predict_proba_one`` (up to rounding): the scaler's means and
-        scales and the regression's weights are read once per update, in ``names``
-        order.
+        Equal to ``predict_proba_one`` (up to rounding). The scaler's means and
+        scales and the regression's weights are read once per update into a
+        slope, a clip range and an offset per feature in ``names`` order:
+        ``w * clip((v - m) / sd)`` is ``a * min(max(v, lo), hi) - a * m`` with
+        ``a = w / sd`` and ``lo, hi = m ∓ clip * sd``. When no value is clipped
+        — nearly always — the sum runs in C.
         """
         compiled = self._compiled.get(names)
         if compiled is None:
             compiled = self._compiled[names] = self._compile(names)
-        means, scales, weights, intercept = compiled
-        clip = self.clip
-        z = intercept
-        for v, m, s, wt in zip(values, means, scales, weights, strict=True):
-            d = (v - m) * s
-            z += wt * (clip if d > clip else -clip if d < -clip else d)
-        return _sigmoid(z)
+        lows, highs, slopes, offset = compiled
+        if len(values) != len(slopes):
+            raise ValueError(f"{len(values)} values for {len(slopes)} features")
+        if all(map(operator.le, lows, values)) and all(map(operator.le, values, highs)):
+            return _sigmoid(offset + sum(map(operator.mul, slopes, values)))
+        clipped = map(min, map(max, values, lows), highs)
+        return _sigmoid(offset + sum(map(operator.mul, slopes, clipped)))
 
     def _compile(self, names: tuple[str, ...]) -> _Compiled:
         means, variances = self.scaler.means, self.scaler.vars
         weights = self.regression.weights
-        scales = []
+        lows, highs, slopes = [], [], []
+        offset = float(self.regression.intercept)
         for name in names:
             v = variances.get(name, 0.0)
-            scales.append(1.0 / math.sqrt(v) if v else 0.0)
-        return (
-            [float(means.get(name, 0.0)) for name in names],
-            scales,
-            [float(weights.get(name, 0.0)) for name in names],
-            float(self.regression.intercept),
-        )
+            if not v:  # the scaler gives 0.0: the feature adds nothing
+                lows.append(-math.inf)
+                highs.append(math.inf)
+                slopes.append(0.0)
+                continue
+            sd = math.sqrt(v)
+            m = float(means.get(name, 0.0))
+            a = float(weights.get(name, 0.0)) / sd
+            lows.append(m - self.clip * sd)
+            highs.append(m + self.clip * sd)
+            slopes.append(a)
+            offset -= a * m
+        return lows, highs, slopes, offset
 
 
-_Compiled = tuple[list[float], list[float], list[float], float]
+_Compiled = tuple[list[float], list[float], list[float], float]  # lows, highs, slopes, offset
 
 
 def logistic() -> ScaledLogistic:

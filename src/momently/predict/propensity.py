@@ -19,6 +19,7 @@ how labels arrive).
 from __future__ import annotations
 
 import math
+import operator
 from typing import Final
 
 from momently.predict.decay import bump
@@ -88,9 +89,9 @@ def values(activity: Activity, now: int) -> list[float]:
     if now > activity.at:
         dt = now - activity.at
         factors = [math.exp(-dt / tau) for tau in _TAUS] * len(ACTIVITIES)
-        x = [log1p(c * f) for c, f in zip(counts, factors, strict=True)]
+        x = list(map(log1p, map(operator.mul, counts, factors)))
     else:
-        x = [log1p(c) for c in counts]
+        x = list(map(log1p, counts))
     bought = activity.purchases > 0
     since = max(0, now - activity.last_purchase_ms) if bought else 0
     tenure = max(0, now - activity.first_ms) if activity.first_ms else 0
