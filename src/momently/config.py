@@ -80,11 +80,27 @@ class Settings(BaseSettings):
         return f"sqlite:///{path}?synchronous={self.synchronous}"
 
     @property
+    def _shared_store(self) -> str | None:
+        """A store URL the moment store and the outbox share with the log: memory (nothing
+        durable) or PostgreSQL (one database holds them all, in tables of their own)."""
+        if self.store and self.store.startswith(("memory:", "postgresql:", "postgres:")):
+            return self.store
+        return None
+
+    @property
     def moment_store_url(self) -> str:
-        """The moment store's URL: memory beside a memory log, else a SQLite file of its own."""
+        """The moment store's URL: the log's memory or PostgreSQL, else a SQLite file."""
         if self.moment_store:
             return self.moment_store
-        if self.store and self.store.startswith("memory:"):
-            return "memory://"
+        if self._shared_store is not None:
+            return self._shared_store
         path = (self.data_dir / "moments.db").resolve()
+        return f"sqlite:///{path}?synchronous={self.synchronous}"
+
+    @property
+    def outbox_store_url(self) -> str:
+        """The outbox's URL: the log's memory or PostgreSQL, else a SQLite file."""
+        if self._shared_store is not None:
+            return self._shared_store
+        path = (self.data_dir / "outbox.db").resolve()
         return f"sqlite:///{path}?synchronous={self.synchronous}"

@@ -20,8 +20,6 @@ from momently.clock import Clock, SystemClock
 from momently.config import Settings
 from momently.deliver.channels.inapp import InAppHub
 from momently.deliver.inapp_routes import inapp_router
-from momently.deliver.store_memory import MemoryOutboxStore
-from momently.deliver.store_sqlite import SqliteOutboxStore
 from momently.deliver.tracking import TokenSigner, TrackingLinks
 from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
@@ -44,7 +42,7 @@ from momently.runtime.delivery import (
 )
 from momently.runtime.stage import MomentStage, StageRunner
 from momently.runtime.writer import Writer
-from momently.store import open_moment_store, open_store
+from momently.store import open_moment_store, open_outbox_store, open_store
 from momently.types import MomentStore, Store
 from momently.web.admin import admin_router
 from momently.web.auth import Access, KeyedWriteKeys, open_access
@@ -123,13 +121,9 @@ def create_app(
     store = store if store is not None else open_store(settings.store_url)
     moment_store = moment_store or open_moment_store(settings.moment_store_url)
     if outbox_store is None:
-        if memory:
-            outbox_store = MemoryOutboxStore()
-        else:
+        if not memory:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            outbox_store = SqliteOutboxStore(
-                settings.data_dir / "outbox.db", synchronous=settings.synchronous
-            )
+        outbox_store = open_outbox_store(settings.outbox_store_url)
     # Every provider checks consent as it stands at send time (an opt-out beats a
     # send already scheduled, however far behind the moment stage is).
     routes.routes = gate_routes(routes.routes, playbook.decide, store)
