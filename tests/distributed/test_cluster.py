@@ -86,7 +86,7 @@ async def _write_retrying(log: EventLog, batch: list[Event], tries: int = 100) -
 def test_losing_the_stream_leader_loses_nothing(cluster: list[NatsServer], tmp_path: Path) -> None:
     detector = MomentDetector(load_playbook())
     servers = ",".join(n.address for n in cluster)
-    url = f"nats://{servers}?stream=CL&partitions={PARTITIONS}&replicas=3"
+    url = f"nats://{servers}?stream=CL&partitions={PARTITIONS}&replicas=3&timeout_s=3"
     batch = events(customers=20, seed=3)
     first, second = batch[:60], batch[60:]
 

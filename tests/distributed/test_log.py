@@ -48,7 +48,12 @@ def test_log_url_is_checked() -> None:
     settings = LogSettings.from_url("nats://a:1,b:2?partitions=16&replicas=3&stream=S")
     assert settings.servers == ("nats://a:1", "nats://b:2")
     assert (settings.partitions, settings.replicas, settings.stream) == (16, 3, "S")
-    for bad in ("http://a:1", "nats://a:1?partitions=x", "nats://a:1?colour=red"):
+    for bad in (
+        "http://a:1",
+        "nats://a:1?partitions=x",
+        "nats://a:1?colour=red",
+        "nats://a:1?timeout_s=0",
+    ):
         with pytest.raises(ConfigError):
             LogSettings.from_url(bad)
 

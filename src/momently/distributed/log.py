@@ -12,6 +12,9 @@ The log is named by a URL::
 
     nats://host1:4222,host2:4222?stream=MOMENTLY&partitions=64&replicas=3
 
+(also ``duplicate_window_s``, ``max_age_s`` and ``timeout_s``, how long a publish
+or a JetStream API call may take before it counts as failed; default 10).
+
 The partition count is written into the stream's description when the stream
 is created, and a process configured with another count refuses to start:
 changing it would move customers between partitions.
@@ -74,6 +77,7 @@ class LogSettings:
                 replicas=int(options.pop("replicas", 1)),
                 duplicate_window_s=float(options.pop("duplicate_window_s", 120.0)),
                 max_age_s=float(options.pop("max_age_s", 7 * DAY_S)),
+                timeout_s=float(options.pop("timeout_s", 10.0)),
             )
         except ValueError as error:
             raise ConfigError(f"bad log URL {url!r}: {error}") from None
@@ -81,6 +85,8 @@ class LogSettings:
             raise ConfigError(f"unknown log URL options: {', '.join(sorted(options))}")
         if settings.partitions < 1 or not 1 <= settings.replicas <= 5:
             raise ConfigError("partitions must be at least 1 and replicas 1-5")
+        if settings.timeout_s <= 0:
+            raise ConfigError("timeout_s must be positive")
         return settings
 
 
