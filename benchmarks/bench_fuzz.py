@@ -39,6 +39,7 @@ PLAN: dict[str, int] = {
     "test_tracking_routes_refuse_bad_tokens_without_writing": 4_000,
 }
 OPENAPI_EXAMPLES = 100  # per operation
+PROGRESS = 1_000
 
 
 def run_counted(test: Any, examples: int, **kwargs: Any) -> tuple[int, str]:
@@ -49,6 +50,8 @@ def run_counted(test: Any, examples: int, **kwargs: Any) -> tuple[int, str]:
     def counted(*args: Any, **kw: Any) -> None:
         nonlocal calls
         calls += 1
+        if calls % PROGRESS == 0:  # a run cut short still tells how far it got
+            print(f"  ... {test.__name__}: {calls:,} cases, all passed", flush=True)
         inner(*args, **kw)
 
     test.hypothesis.inner_test = counted

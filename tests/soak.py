@@ -290,7 +290,9 @@ def settle(server: Serve, timeout_s: float = 300) -> dict[str, Any]:
     while True:
         stats = server.admin("/api/deliveries/stats")
         events = server.admin("/api/stats")["events"]
-        metrics = httpx.get(server.url + "/metrics", timeout=30).text
+        metrics = httpx.get(
+            server.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        ).text
         position = next(
             int(float(line.split()[-1]))
             for line in metrics.splitlines()
