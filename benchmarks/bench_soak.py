@@ -157,7 +157,8 @@ def crash_cycles(args: argparse.Namespace, work: Path) -> int:
     print(f"sends: {checked.sends} to {checked.complainers} complaining customers, "
           f"{checked.customers_sent_twice} customers sent two messages, "
           f"{checked.resent_same_key} resends of one key after a crash (deduped by the "
-          f"receiver's webhook-id), {checked.customers_unsent} not sent")  # fmt: skip
+          f"receiver's webhook-id), {checked.torn_sends} cut mid-body by a kill, "
+          f"{checked.customers_unsent} not sent")  # fmt: skip
     print(f"answers: {dict(load.ledger.statuses)}; outbox: {stats['outbox']}")
     return 0
 
