@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from momently.clock import FakeClock
@@ -83,6 +84,21 @@ async def _write_retrying(log: EventLog, batch: list[Event], tries: int = 100) -
     raise AssertionError("the log stayed unavailable")
 
 
+async def _start_retrying(make: Callable[[], Worker], timeout_s: float = 60.0) -> Worker:
+    """As a supervisor does: start again while the cluster, one node down, is still
+    electing the leaders of its lease bucket (a start that fails closes its connection)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        worker = make()
+        try:
+            await worker.start()
+            return worker
+        except (nats.errors.Error, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 def test_losing_the_stream_leader_loses_nothing(cluster: list[NatsServer], tmp_path: Path) -> None:
     detector = MomentDetector(load_playbook())
     servers = ",".join(n.address for n in cluster)
@@ -106,10 +122,11 @@ def test_losing_the_stream_leader_loses_nothing(cluster: list[NatsServer], tmp_p
             part = second[start : start + 20]
             assert await _write_retrying(log, part) == len(part)
         await log.close()
-        worker = Worker(
-            settings(url, tmp_path, "w", tuple(range(PARTITIONS))), detector, FakeClock(T0)
+        worker = await _start_retrying(
+            lambda: Worker(
+                settings(url, tmp_path, "w", tuple(range(PARTITIONS))), detector, FakeClock(T0)
+            )
         )
-        await worker.start()
         try:
             await finish(worker, url)
             stored = sum(s.store.stats()["events"] for s in worker.shards.values())

@@ -103,17 +103,25 @@ class Worker:
     # -- start and stop ------------------------------------------------------------
 
     async def start(self) -> None:
+        """Connect, check the stream and open the lease bucket; a failure (the cluster
+        electing a leader) closes the connection before it propagates, so the caller (a
+        supervisor) can simply start again."""
         self._client = await connect(self.settings.log, f"momently-worker-{self.settings.owner}")
-        self._js = self._client.jetstream(timeout=self.settings.log.timeout_s)
-        await ensure_stream(self._js, self.settings.log)
-        self._kv = await Leases.open(
-            self._js,
-            self.settings.bucket,
-            self.settings.owner,
-            self.clock,
-            ttl_ms=self.settings.lease_ttl_ms,
-            replicas=self.settings.log.replicas,
-        )
+        try:
+            self._js = self._client.jetstream(timeout=self.settings.log.timeout_s)
+            await ensure_stream(self._js, self.settings.log)
+            self._kv = await Leases.open(
+                self._js,
+                self.settings.bucket,
+                self.settings.owner,
+                self.clock,
+                ttl_ms=self.settings.lease_ttl_ms,
+                replicas=self.settings.log.replicas,
+            )
+        except BaseException:
+            await self._client.close()
+            self._client = None
+            raise
         self._started = True
 
     @property
