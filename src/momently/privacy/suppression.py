@@ -15,8 +15,6 @@ made once in the data directory) a digest says nothing about who it was.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, Final
 from momently.errors import ConfigError
 from momently.events import Event
 from momently.identity import identity_keys
+from momently.keyfile import kept_secret
 from momently.state.profile import normal_email, normal_phone
 from momently.types import IdentityKey
 
@@ -141,25 +140,10 @@ class Suppression:
 def privacy_secret(environ: Mapping[str, str], data_dir: Path | None) -> bytes:
     """The suppression key: ``MOMENTLY_PRIVACY_SECRET``, else one made once and kept in
     ``data_dir`` (mode 0600); without a data dir (memory stores) a fresh one."""
-    given = environ.get(SECRET_ENV)
-    if given is not None:
-        if len(given.encode()) < 32:
-            raise ConfigError(f"{SECRET_ENV} must be at least 32 bytes long")
-        return given.encode()
-    if data_dir is None:
-        return secrets.token_bytes(32)
-    path = data_dir / SECRET_FILE
-    try:
-        text = path.read_text("ascii").strip()
-    except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        text = secrets.token_hex(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return privacy_secret(environ, data_dir)
-        with os.fdopen(fd, "w") as out:
-            out.write(text + "\n")
-    if len(text) < 64:
-        raise ConfigError(f"{path} holds no usable privacy key; restore it (erasures need it)")
-    return text.encode()
+    return kept_secret(
+        environ,
+        data_dir,
+        env=SECRET_ENV,
+        file=SECRET_FILE,
+        broken="privacy key; restore it (erasures need it)",
+    )

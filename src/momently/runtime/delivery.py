@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -52,6 +50,7 @@ from momently.deliver.worker import OutboxWorker
 from momently.engine import IngestResult
 from momently.errors import ConfigError
 from momently.events import decode_message, from_ms, normalise
+from momently.keyfile import kept_secret
 from momently.metrics import Metrics
 from momently.moments.model import Moment
 from momently.moments.records import MomentQuery
@@ -178,28 +177,13 @@ def build_routes(
 def tracking_secret(environ: Mapping[str, str], data_dir: Path | None) -> bytes:
     """The key of tracking tokens: ``MOMENTLY_TRACKING_SECRET``, else one generated once
     and kept in ``data_dir`` (mode 0600); without a data dir (memory stores) a fresh one."""
-    given = environ.get(SECRET_ENV)
-    if given is not None:
-        if len(given.encode()) < 32:
-            raise ConfigError(f"{SECRET_ENV} must be at least 32 bytes long")
-        return given.encode()
-    if data_dir is None:
-        return secrets.token_bytes(32)
-    path = data_dir / SECRET_FILE
-    try:
-        text = path.read_text("ascii").strip()
-    except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        text = secrets.token_hex(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return tracking_secret(environ, data_dir)
-        with os.fdopen(fd, "w") as out:
-            out.write(text + "\n")
-    if len(text) < 64:
-        raise ConfigError(f"{path} holds no usable tracking secret; delete it to make a new one")
-    return text.encode()
+    return kept_secret(
+        environ,
+        data_dir,
+        env=SECRET_ENV,
+        file=SECRET_FILE,
+        broken="tracking secret; delete it to make a new one",
+    )
 
 
 # -- feedback into the log -------------------------------------------------------------------
