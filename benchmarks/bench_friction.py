@@ -27,13 +27,13 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import subprocess
 import sys
 import tarfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from _fetch import pip_download
 from momently.moments.friction import EMOJI_VALENCE, FrictionSettings, SentimentScorer
 
 VERSION = "3.3.2"
@@ -61,26 +61,7 @@ Rated = list[tuple[float, str]]
 
 def fetch() -> Path | None:
     """The cached sdist, downloaded with pip on first use; None if pip cannot fetch it."""
-    if SDIST.is_file():
-        return SDIST
-    CACHE.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary=:all:",
-        f"vaderSentiment=={VERSION}",
-        "-d",
-        str(CACHE),
-    ]
-    print("fetching:", " ".join(command[2:]), flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not SDIST.is_file():
-        print(done.stdout[-2000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
-        return None
-    return SDIST
+    return pip_download(SDIST, f"vaderSentiment=={VERSION}", ("--no-binary=:all:",))
 
 
 def load(sdist: Path) -> dict[str, Rated]:

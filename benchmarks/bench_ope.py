@@ -54,7 +54,6 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import io  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
@@ -66,6 +65,7 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 import yaml  # noqa: E402
 
+from _fetch import pip_download  # noqa: E402
 from momently.measure.ope import Logs, evaluate, on_policy  # noqa: E402
 from momently.measure.reward_model import LogisticRewardModel, cross_fit  # noqa: E402
 
@@ -96,25 +96,7 @@ IntArray = npt.NDArray[np.int64]
 
 def fetch() -> Path | None:
     """The cached obp wheel, downloaded with pip on first use; None if pip cannot fetch it."""
-    if WHEEL.is_file():
-        return WHEEL
-    CACHE.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        f"obp=={VERSION}",
-        "-d",
-        str(CACHE),
-    ]
-    print("fetching:", " ".join(command[2:]), flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not WHEEL.is_file():
-        print(done.stdout[-2000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
-        return None
-    return WHEEL
+    return pip_download(WHEEL, f"obp=={VERSION}")
 
 
 @dataclass(frozen=True)
