@@ -5,7 +5,14 @@ plus momently's options, taken out before libpq sees it:
 
 - ``schema`` — the schema momently's tables live in (default ``public``); several
   momently installations, or the tests, share one database this way;
-- ``pool_max`` — the most connections one store opens (default 10).
+- ``pool_max`` — the most connections the pool opens (default 10).
+
+Stores of one process that reach the same server as the same user share one
+pool, whatever their schema (:class:`SchemaPool`): a worker holding 128
+partitions, each a schema with a log and a moment store, opens at most
+``pool_max`` connections for all of them, not a pool per store (which ran
+past PostgreSQL's default ``max_connections`` of 100). Each checkout sets the
+connection's ``search_path`` to the store's schema when it was left on another.
 
 Connections are not checked each time they leave the pool (that would double
 the round trips of a one-statement read): after the server restarts, the first
@@ -25,6 +32,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,31 +88,91 @@ class Target:
         )
 
 
+class _Shared:
+    """One process-wide pool and the schema each of its connections was last set to."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.users = 0
+        self.schemas: weakref.WeakKeyDictionary[psycopg.Connection[TupleRow], str] = (
+            weakref.WeakKeyDictionary()
+        )
+
+
+_shared: dict[tuple[str, str], _Shared] = {}  # (conninfo, session options) -> its pool
+_shared_lock = threading.Lock()
+
+
+class SchemaPool:
+    """A store's view of a shared pool: connections with ``search_path`` on its schema."""
+
+    def __init__(self, key: tuple[str, str], shared: _Shared, schema: str) -> None:
+        self._key = key
+        self._shared: _Shared | None = shared
+        self.schema = schema
+        self._set_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        shared = self._shared
+        if shared is None:
+            raise psycopg.OperationalError("the store is closed")
+        with shared.pool.connection() as conn:
+            if shared.schemas.get(conn) != self.schema:
+                # Session-wide (autocommit): it holds until another schema's checkout.
+                # Prepared statements are re-planned by the server when it changes.
+                shared.schemas.pop(conn, None)  # unknown until the SET has succeeded
+                conn.execute(self._set_path)
+                shared.schemas[conn] = self.schema
+            yield conn
+
+    def close(self) -> None:
+        """Let go of the shared pool; the last store to close it closes it."""
+        with _shared_lock:
+            shared, self._shared = self._shared, None
+            if shared is None:
+                return
+            shared.users -= 1
+            if shared.users > 0:
+                return
+            del _shared[self._key]
+        shared.pool.close()
+
+
 def open_pool(
     url: str, *, name: str, settings: dict[str, str] | None = None
-) -> tuple[ConnectionPool, Target]:
-    """A pool of autocommit connections to the URL's schema, migrated to the latest;
-    ``settings`` are server settings for every session (``synchronous_commit``…)."""
+) -> tuple[SchemaPool, Target]:
+    """Autocommit connections to the URL's schema, migrated to the latest, from the
+    process's pool for that server and user (made on first use); ``settings`` are
+    server settings for every session (``synchronous_commit``…), and stores with other
+    settings get a pool of their own."""
     target = Target(url)
     migrate(target)
-    options = " ".join(
-        f"-c {key}={value}"
-        for key, value in {"search_path": target.schema, **(settings or {})}.items()
-    )
-    pool = ConnectionPool(
-        target.conninfo,
-        min_size=1,
-        max_size=target.pool_max,
-        kwargs={"autocommit": True, "options": options},
-        name=name,
-        open=True,
-    )
-    try:
-        pool.wait(timeout=30)
-    except BaseException:
-        pool.close()
-        raise
-    return pool, target
+    options = " ".join(f"-c {key}={value}" for key, value in sorted((settings or {}).items()))
+    key = (target.conninfo, options)
+    with _shared_lock:
+        shared = _shared.get(key)
+        if shared is None:
+            pool = ConnectionPool(
+                target.conninfo,
+                min_size=1,
+                max_size=target.pool_max,
+                kwargs={"autocommit": True, "options": options}
+                if options
+                else {"autocommit": True},
+                name=name,
+                open=True,
+            )
+            try:
+                pool.wait(timeout=30)
+            except BaseException:
+                pool.close()
+                raise
+            shared = _shared[key] = _Shared(pool)
+        elif target.pool_max > shared.pool.max_size:
+            shared.pool.resize(shared.pool.min_size, target.pool_max)
+        shared.users += 1
+    return SchemaPool(key, shared, target.schema), target
 
 
 @functools.cache
@@ -140,7 +208,7 @@ def migrate(target: Target) -> None:
 
 
 @contextmanager
-def transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection[TupleRow]]:
+def transaction(pool: SchemaPool) -> Iterator[psycopg.Connection[TupleRow]]:
     """One transaction on a pooled connection; a broken constraint is an IntegrityError."""
     with pool.connection() as conn:
         try:
