@@ -13,10 +13,10 @@ stage.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Final, Protocol
 
 from momently.predict.curve import ReceptivityCurve
+from momently.predict.once import once
 
 Ranked = tuple[tuple[str, float], ...]
 ANSWERS: Final = (
@@ -61,53 +61,53 @@ class Predictions:
         self.at_ms = at_ms
         self._answers = answers
 
-    @cached_property
+    @once
     def propensity(self) -> float:
         """P(converts within the horizon)."""
         return self._answers.propensity(self.at_ms)
 
-    @cached_property
+    @once
     def receptivity(self) -> ReceptivityCurve:
         """P(engages) by local hour: ``.at(ms)``, ``.weekly()``, ``.best_time(...)``."""
         return self._answers.receptivity()
 
-    @cached_property
+    @once
     def engage_now(self) -> float:
         """P(engages) with a message delivered at ``at_ms``."""
         return self.receptivity.at(self.at_ms)
 
-    @cached_property
+    @once
     def channels(self) -> Mapping[str, float]:
         """P(engages) per channel."""
         return self._answers.channels()
 
-    @cached_property
+    @once
     def best_channel(self) -> str:
         """The channel with the highest P(engages); the first listed of equals."""
         channels = self.channels
         return max(channels, key=channels.__getitem__)
 
-    @cached_property
+    @once
     def devices(self) -> Mapping[str, float]:
         """Share of recent use per device, largest first."""
         return self._answers.devices(self.at_ms)
 
-    @cached_property
+    @once
     def active_device(self) -> str | None:
         """A device used within the active window, if any."""
         return self._answers.active_device(self.at_ms)
 
-    @cached_property
+    @once
     def fatigue(self) -> float:
         """P(opts out) after one more message now."""
         return self._answers.fatigue(self.at_ms)
 
-    @cached_property
+    @once
     def next_touchpoints(self) -> Ranked:
         """Top-k (touchpoint, probability)."""
         return self._answers.next_touchpoints()
 
-    @cached_property
+    @once
     def next_categories(self) -> Ranked:
         """Top-k (category, probability)."""
         return self._answers.next_categories()
