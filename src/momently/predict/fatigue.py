@@ -29,7 +29,7 @@ from typing import Final
 
 from momently.predict.decay import bump, read
 from momently.predict.delayed import expired, mark
-from momently.predict.linear import ScaledLogistic, logistic
+from momently.predict.linear import ScaledLogistic
 from momently.predict.settings import DAY, HOUR, PredictSettings
 from momently.predict.state import Contact, PredictState, Snapshot
 from momently.predict.types import Features
@@ -52,8 +52,8 @@ FEATURES: Final = (
 
 
 def fatigue_model() -> ScaledLogistic:
-    """A fresh population model (see :mod:`momently.predict.linear`)."""
-    return logistic()
+    """A fresh population model (see :mod:`momently.predict.linear`): plain SGD steps."""
+    return ScaledLogistic(optimizer="SGD")
 
 
 def features(contact: Contact, now: int) -> Features:
