@@ -1,4 +1,4 @@
-"""SSRF: webhooks and Web Push never reach private, loopback or link-local addresses
+"""SSRF: webhooks, the SMS API and Web Push never reach private, loopback or link-local addresses
 unless the provider allows it; every resolved address is checked; no redirect is followed."""
 
 from __future__ import annotations
@@ -6,21 +6,33 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+from typing import Any
 
+import httpcore
 import httpx
 import msgspec
 import pytest
+import requests
 from py_vapid import Vapid02
 
 from momently.clock import FakeClock
-from momently.decide.spec import WebhookProvider, WebPushProvider
+from momently.decide.spec import SmsProvider, WebhookProvider, WebPushProvider
+from momently.deliver.channels.sms import SmsChannel, SmsSettings
 from momently.deliver.channels.webhook import WebhookChannel, WebhookSettings
-from momently.deliver.channels.webpush import WebPushChannel, WebPushSettings
+from momently.deliver.channels.webpush import WebPushChannel, WebPushSettings, _CheckedAdapter
 from momently.deliver.errors import PermanentSendError, RetryableSendError
-from momently.deliver.ssrf import BlockedTarget, TargetPolicy, is_public
+from momently.deliver.ssrf import (
+    BlockedTarget,
+    CheckedBackend,
+    IPAddress,
+    TargetPolicy,
+    checked_client,
+    is_public,
+)
 from momently.runtime.delivery import _provider
 from tests.deliver.fakes import message
 from tests.deliver.servers import Recorder, Reply
+from tests.deliver.test_webpush import Browser
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
@@ -205,3 +217,153 @@ def test_the_playbook_setting_reaches_the_adapters() -> None:
     assert isinstance(built, WebhookChannel) and built.settings.allow_private is True
     built.close()
     assert WebPushProvider.model_fields["allow_private_targets"].default is False
+
+
+# -- SMS and Web Push: the same check, made as each connection is made ---------------------------
+
+
+class _Loopback(TargetPolicy):
+    """A policy that resolves every name to 127.0.0.1 and lets it through: shows where the
+    connection goes without DNS (the names below do not exist)."""
+
+    def check_host(self, host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address("127.0.0.1")]
+
+
+def _sms(url: str, **extra: object) -> SmsChannel:
+    settings = SmsSettings(
+        account_sid="AC1", auth_token="tok", from_number="+15005550006", base_url=url,
+        **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return SmsChannel(settings, FakeClock(0))
+
+
+def _port(url: str) -> str:
+    return url.rsplit(":", 1)[1].split("/")[0]
+
+
+@pytest.mark.integration
+def test_an_sms_api_on_loopback_is_refused_by_default(http: Recorder) -> None:
+    strict = _sms(http.url)
+    try:
+        with pytest.raises(PermanentSendError, match="not a public address"):
+            strict.send(message(channel="sms"))
+    finally:
+        strict.close()
+    assert http.requests == []  # refused before any connection
+    http.default = Reply(201, b'{"sid": "SM1", "status": "queued"}')
+    loose = _sms(http.url, allow_private=True)
+    try:
+        assert loose.send(message(channel="sms")).message_id == "SM1"
+    finally:
+        loose.close()
+    assert len(http.requests) == 1
+
+
+@pytest.mark.integration
+def test_an_sms_api_name_that_resolves_inside_is_refused_at_connect(http: Recorder) -> None:
+    fake = resolver({"api.sms.example": ["127.0.0.1"]})
+    settings = SmsSettings(
+        account_sid="AC1", auth_token="tok", from_number="+1",
+        base_url=f"http://api.sms.example:{_port(http.url)}",
+    )  # fmt: skip
+    channel = SmsChannel(settings, FakeClock(0), resolver=fake)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(BlockedTarget, match="127.0.0.1"):
+            channel.send(message(channel="sms"))
+    finally:
+        channel.close()
+    assert http.requests == [] and fake.asked == ["api.sms.example"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+def test_the_checked_client_connects_to_the_address_it_checked(http: Recorder) -> None:
+    """No second lookup: the name does not resolve at all, yet the request arrives, at the
+    address the check gave, with the name kept in Host."""
+    with checked_client(_Loopback(), timeout=5) as client:
+        answer = client.post(f"http://sms.nowhere.invalid:{_port(http.url)}/x", content=b"hi")
+    assert answer.status_code == 200
+    (request,) = http.requests
+    assert request.headers["host"] == f"sms.nowhere.invalid:{_port(http.url)}"
+
+
+def test_the_backend_connects_to_the_checked_address_and_checks_each_time() -> None:
+    """DNS rebinding: the second connection's lookup points inside, and is refused."""
+    connected: list[str] = []
+
+    class Inner(httpcore.SyncBackend):
+        def connect_tcp(self, host: str, port: int, *args: object, **kw: object) -> Any:
+            connected.append(host)
+            raise httpcore.ConnectError("not on this machine")
+
+    names = {"api.sms.example": ["93.184.216.34", "2606:4700:4700::1111"]}
+    backend = CheckedBackend(TargetPolicy(resolver=resolver(names)), Inner())  # type: ignore[arg-type]
+    with pytest.raises(httpcore.ConnectError):
+        backend.connect_tcp("api.sms.example", 443)
+    assert connected == ["93.184.216.34", "2606:4700:4700::1111"]  # each checked one in turn
+    names["api.sms.example"] = ["10.0.0.9"]
+    with pytest.raises(BlockedTarget):
+        backend.connect_tcp("api.sms.example", 443)
+    assert len(connected) == 2
+    with pytest.raises(BlockedTarget):
+        backend.connect_unix_socket("/run/docker.sock")
+
+
+def test_the_playbook_setting_reaches_the_sms_adapter() -> None:
+    spec = SmsProvider(type="sms", account_sid="AC1", auth_token_env="T", **{"from": "+1"})
+    assert spec.allow_private_targets is False
+    built = _provider("sms", "s", spec, {"T": "tok"}, FakeClock(0))
+    assert isinstance(built, SmsChannel) and built.settings.allow_private is False
+    built.close()
+    loose = spec.model_copy(update={"allow_private_targets": True})
+    built = _provider("sms", "s", loose, {"T": "tok"}, FakeClock(0))
+    assert isinstance(built, SmsChannel) and built.settings.allow_private is True
+    built.close()
+
+
+def _push_channel(fake: object, **extra: object) -> WebPushChannel:
+    vapid = Vapid02()
+    vapid.generate_keys()
+    settings = WebPushSettings(
+        vapid_private_key=vapid.private_pem().decode(), subject="mailto:o@b.example",
+        allow_http=True, timeout_s=5, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return WebPushChannel(settings, FakeClock(0), resolver=fake)  # type: ignore[arg-type]
+
+
+@pytest.mark.integration
+def test_a_push_endpoint_that_rebinds_inside_is_refused_at_connect(http: Recorder) -> None:
+    """The first lookup (the subscription's check) says public, the second (as the
+    connection is made) says loopback: the connection is refused, nothing arrives."""
+    answers = [["93.184.216.34"], ["127.0.0.1"]]
+    asked: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return answers[min(len(asked), len(answers)) - 1]
+
+    channel = _push_channel(rebinding)
+    endpoint = f"http://push.rebind.example:{_port(http.url)}/p"
+    push = msgspec.structs.replace(
+        message(channel="web_push"), to=json.dumps(Browser(endpoint).subscription)
+    )
+    try:
+        with pytest.raises(BlockedTarget, match="127.0.0.1"):
+            channel.send(push)
+    finally:
+        channel.close()
+    assert http.requests == [] and asked == ["push.rebind.example"] * 2
+
+
+@pytest.mark.integration
+def test_the_push_adapter_connects_to_the_address_it_checked(http: Recorder) -> None:
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", _CheckedAdapter(_Loopback()))
+    try:
+        answer = session.get(f"http://push.nowhere.invalid:{_port(http.url)}/p", timeout=5)
+    finally:
+        session.close()
+    assert answer.status_code == 200
+    (request,) = http.requests
+    assert request.headers["host"] == f"push.nowhere.invalid:{_port(http.url)}"

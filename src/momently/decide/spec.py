@@ -147,6 +147,9 @@ class SmsProvider(ProviderBase):
         description="after a crash left a send's outcome unknown, drop it rather than risk a "
         "second text (the API takes no idempotency key)",
     )
+    allow_private_targets: bool = Field(
+        False, description="allow a private, loopback or link-local base_url (default: refused)"
+    )
 
     @model_validator(mode="after")
     def _sender(self) -> SmsProvider:

@@ -8,14 +8,17 @@ IPv4 addresses hidden in IPv6 (mapped, 6to4, Teredo). A target on the
 brand's own network is allowed only by saying so: ``allow_private_targets:
 true`` on the provider in the playbook.
 
-Redirects are never followed by the adapters, so an answer cannot bounce a
-send to an address that was not checked. The webhook adapter connects to the
-address it checked (:func:`pinned`: the URL names the IP, ``Host`` and TLS
-SNI and certificate check keep the name), so a name that resolves
-differently a moment later (DNS rebinding) cannot move the request. Web Push
-(sent through pywebpush's requests session) checks the same way but lets the
-HTTP client resolve again, so there a rebinding host keeps a window of one
-lookup.
+The same check covers every HTTP channel: webhooks, the SMS API's
+``base_url`` and Web Push endpoints. Redirects are never followed by the
+adapters, so an answer cannot bounce a send to an address that was not
+checked. Each adapter connects to the address it checked, so a name that
+resolves differently a moment later (DNS rebinding) cannot move the request:
+the webhook through :func:`pinned` (the URL names the IP, ``Host`` and TLS SNI
+and certificate check keep the name), SMS through :func:`checked_client` (an
+httpcore network backend that checks at connect time and connects to the
+checked addresses), Web Push through a requests adapter whose connections do
+the same (``deliver/channels/webpush.py``). SMTP is not checked: its host is
+the brand's own relay, named by the operator, never by a customer.
 
 >>> is_public(ipaddress.ip_address("93.184.216.34")), is_public(ipaddress.ip_address("10.0.0.1"))
 (True, False)
@@ -27,15 +30,20 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from momently.deliver.errors import PermanentSendError, RetryableSendError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 DEFAULT_PORTS = {"http": 80, "https": 443}
+SocketOption = Any  # httpcore's (level, option, value) tuples, passed through
 
 
 class BlockedTarget(PermanentSendError):
@@ -144,4 +152,62 @@ def pinned(url: str, addresses: list[IPAddress]) -> tuple[str, dict[str, str], d
         parts._replace(netloc=netloc).geturl(),
         {"host": hostport},
         {"sni_hostname": parts.hostname},
+    )
+
+
+class CheckedBackend(httpcore.NetworkBackend):
+    """An httpcore network backend that checks every connection's host with ``policy`` at
+    connect time and connects to the addresses it checked, in order (no second lookup,
+    so DNS rebinding has no window). TLS still verifies the name the URL gives."""
+
+    def __init__(self, policy: TargetPolicy, inner: httpcore.NetworkBackend | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        targets = [str(a) for a in self._policy.check_host(host, port)] or [host]
+        for target in targets[:-1]:
+            try:
+                return self._inner.connect_tcp(target, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                continue  # the next checked address, as a resolver's list is meant
+        return self._inner.connect_tcp(targets[-1], port, timeout, local_address, socket_options)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise BlockedTarget("outbound requests go over TCP to a checked address only")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def checked_client(
+    policy: TargetPolicy, *, timeout: float, auth: tuple[str, str] | None = None
+) -> httpx.Client:
+    """An httpx client whose every connection goes through :class:`CheckedBackend`.
+
+    It follows no redirect and ignores proxy settings from the environment (a proxy
+    would make the connection the check sees the proxy's, not the target's).
+    """
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx builds httpcore's pool without a backend argument; give it ours (if httpx
+    # renamed these, tests/deliver/test_ssrf.py's loopback refusals would fail).
+    transport._pool._network_backend = CheckedBackend(policy)  # noqa: SLF001
+    return httpx.Client(
+        transport=transport,
+        timeout=timeout,
+        auth=auth,
+        follow_redirects=False,
+        trust_env=False,
     )

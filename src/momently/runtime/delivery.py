@@ -127,6 +127,7 @@ def _provider(
                 account_sid=spec.account_sid, auth_token=found["auth_token"],
                 from_number=spec.from_, messaging_service_sid=spec.messaging_service_sid,
                 base_url=spec.base_url, name=name, timeout_s=spec.timeout_s,
+                allow_private=spec.allow_private_targets,
             ),
             clock,
         )  # fmt: skip

@@ -4,6 +4,10 @@
 fields ``To``, ``From`` (or ``MessagingServiceSid``) and ``Body``, HTTP Basic
 auth with the account SID and auth token; the answer's ``sid`` is the id.
 The API takes no idempotency key, so a resend after a crash can duplicate.
+
+``base_url`` is checked like every outbound target (:mod:`momently.deliver.ssrf`):
+a private, loopback or link-local address is refused unless the provider says
+``allow_private_targets: true``, and each connection goes to the address checked.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import httpx
 from momently.clock import Clock
 from momently.deliver.channels.http import response_error, transport_error
 from momently.deliver.message import OutboundMessage, SendResult
+from momently.deliver.ssrf import Resolver, TargetPolicy, checked_client, system_resolver
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class SmsSettings:
     status_callback: str | None = None
     name: str = "twilio"
     timeout_s: float = 10.0
+    allow_private: bool = False  # private, loopback and link-local targets (see deliver.ssrf)
 
     def __post_init__(self) -> None:
         if (self.from_number is None) == (self.messaging_service_sid is None):
@@ -46,16 +52,24 @@ class SmsChannel:
     dedupes = False
 
     def __init__(
-        self, settings: SmsSettings, clock: Clock, *, transport: httpx.BaseTransport | None = None
+        self,
+        settings: SmsSettings,
+        clock: Clock,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.settings = settings
         self.name = settings.name
         self._clock = clock
-        self._client = httpx.Client(
-            timeout=settings.timeout_s,
-            transport=transport,
-            auth=(settings.account_sid, settings.auth_token),
-        )
+        auth = (settings.account_sid, settings.auth_token)
+        if transport is None:  # the real network: every connection checked (SSRF)
+            policy = TargetPolicy(settings.allow_private, resolver)
+            self._client = checked_client(policy, timeout=settings.timeout_s, auth=auth)
+        else:  # a test's transport
+            self._client = httpx.Client(
+                timeout=settings.timeout_s, transport=transport, auth=auth, follow_redirects=False
+            )
         base = settings.base_url.rstrip("/")
         self.url = f"{base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
 

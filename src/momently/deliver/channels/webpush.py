@@ -20,9 +20,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
+import urllib3
 from py_vapid import Vapid02
 from pywebpush import WebPusher
-from urllib3.exceptions import NewConnectionError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from momently.clock import Clock
 from momently.deliver.channels.http import status_error
@@ -79,6 +83,52 @@ class _NoRedirects(requests.Session):
         return None
 
 
+def _checked(cls: type[HTTPConnection], policy: TargetPolicy) -> type[HTTPConnection]:
+    """``cls`` checking its host with ``policy`` as it connects, and connecting to the
+    checked addresses only (no second lookup: DNS rebinding has no window). The name
+    stays the connection's host, so TLS still sends and verifies it."""
+
+    def _new_conn(self: HTTPConnection) -> Any:
+        name = self._dns_host
+        addresses = policy.check_host(name, self.port)
+        if not addresses:  # private targets allowed: nothing was resolved
+            return cls._new_conn(self)
+        failure: Exception | None = None
+        try:
+            for address in addresses:
+                self._dns_host = str(address)
+                try:
+                    return cls._new_conn(self)
+                except (NewConnectionError, ConnectTimeoutError) as exc:
+                    failure = exc  # the next checked address, as a resolver's list is meant
+        finally:
+            self._dns_host = name
+        assert failure is not None
+        raise failure
+
+    return type(f"Checked{cls.__name__}", (cls,), {"_new_conn": _new_conn})
+
+
+class _CheckedAdapter(requests.adapters.HTTPAdapter):
+    """Every connection checked at connect time (SSRF, DNS rebinding); no retries."""
+
+    def __init__(self, policy: TargetPolicy) -> None:
+        self._policy = policy
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        manager: urllib3.PoolManager = self.poolmanager
+        plain = _checked(HTTPConnection, self._policy)
+        tls = _checked(HTTPSConnection, self._policy)
+        manager.pool_classes_by_scheme = {
+            "http": type("CheckedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+            "https": type("CheckedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+        }
+
+
 class WebPushChannel:
     dedupes = True  # Topic at the push service, the notification tag on the device
 
@@ -91,6 +141,10 @@ class WebPushChannel:
         self._vapid = load_vapid(settings.vapid_private_key)
         self._policy = TargetPolicy(settings.allow_private, resolver)
         self._session = _NoRedirects()
+        self._session.trust_env = False  # no proxy from the environment around the check
+        adapter = _CheckedAdapter(self._policy)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def close(self) -> None:
         self._session.close()
@@ -110,7 +164,9 @@ class WebPushChannel:
         allowed = self.settings.allowed_hosts
         if allowed is not None and parts.hostname not in allowed:
             raise PermanentSendError(f"push endpoint host {parts.hostname} is not allowed")
-        self._policy.check_url(endpoint)  # the browser chose it: never into our network
+        # The browser chose it: never into our network. Checked here, before any work,
+        # and again as the connection is made, to the address then checked.
+        self._policy.check_url(endpoint)
         return {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
 
     def payload(self, message: OutboundMessage) -> bytes:
