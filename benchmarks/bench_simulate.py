@@ -13,7 +13,8 @@
   conversions, revenue and lift with 95% intervals.
 
 Run ``python benchmarks/bench_simulate.py [--quick] [--customers N] [--days D]
-[--compare-customers N] [--truth] [--report report.html]``. Without flags it
+[--compare-customers N] [--truth] [--momently] [--report report.html]``
+(``--momently`` adds the engine itself: slow, see the README). Without flags it
 is the full run: 100,000 customers over 30 days.
 """
 
@@ -43,6 +44,7 @@ from momently.simulate import (
     true_effect,
     write_report,
 )
+from momently.simulate.engine_policy import EnginePolicy
 
 SAMPLE = 100_000
 
@@ -116,10 +118,14 @@ def table(
         print(line + f"{seconds:.0f}")
 
 
-def compare(people: Population, days: int, *, truth: bool, report: str | None) -> None:
+def compare(
+    people: Population, days: int, *, truth: bool, report: str | None, engine: bool = False
+) -> None:
     results: list[RunResult] = []
     took: list[float] = []
     policies: list[Policy | str] = [BatchAndBlast(), EventTriggers()]
+    if engine:
+        policies.append(EnginePolicy())
     if truth:
         policies = [NoMessages(), *policies, "oracle"]
     for policy in policies:
@@ -161,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-generate", action="store_true")
     parser.add_argument("--truth", action="store_true", help="also the no-message run and oracle")
     parser.add_argument("--report", help="write the comparison as HTML here")
+    parser.add_argument(
+        "--momently", action="store_true", help="momently itself (the engine in process) too"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     customers = args.customers or (2_000 if args.quick else 100_000)
@@ -191,7 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compare:
         subset = args.compare_customers or customers
         group = people if subset == customers else Population(subset, seed=args.seed)
-        compare(group, args.compare_days or days, truth=args.truth, report=args.report)
+        compare(
+            group,
+            args.compare_days or days,
+            truth=args.truth,
+            report=args.report,
+            engine=args.momently,
+        )
         print(f"   peak RSS {_rss_mb():,.0f} MB")
     return 0
 

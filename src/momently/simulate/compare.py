@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from momently.simulate.population import Population
-from momently.simulate.respond import Send
+from momently.simulate.respond import Response, Send
 from momently.simulate.simtime import DAY, MINUTE, START
 from momently.simulate.stats import Lift, lift
 from momently.simulate.types import Policy
@@ -86,6 +86,7 @@ def run_policy(
     queue: list[tuple[int, int, Send]] = []
 
     still_wanted: Callable[[Send], bool] | None = getattr(policy, "still_wanted", None)
+    delivered: Callable[[Send, Response], None] | None = getattr(policy, "on_delivered", None)
 
     def deliver(send: Send) -> None:
         index = people.index_of(send.customer)
@@ -99,6 +100,8 @@ def run_policy(
             answer = world.deliver(send)
             if not answer.delivered:
                 refused[answer.reason] += 1
+            if delivered is not None:
+                delivered(send, answer)
 
     def take(sends: Sequence[Send], now: int) -> None:
         for send in sends:

@@ -31,13 +31,15 @@ from momently.clock import FakeClock
 from momently.decide.spec import OfferSpec
 from momently.engine import Engine
 from momently.errors import InvalidInput
+from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
 from momently.runtime.stage import Decided, MomentStage
 from momently.simulate.catalog import EXAMPLE_OFFERS
 from momently.simulate.events import to_event
 from momently.simulate.needs import NEEDS
-from momently.simulate.respond import Send
+from momently.simulate.respond import Response, Send
+from momently.simulate.simtime import iso
 from momently.simulate.types import Message
 from momently.store.memory import MemoryStore
 from momently.store.moments_memory import MemoryMomentStore
@@ -45,6 +47,11 @@ from momently.store.moments_memory import MemoryMomentStore
 DEPARTMENTS: Final = ("fashion", "electronics", "beauty", "travel", "grocery", "home-garden")
 """The simulated shop's departments the example playbook has no offer for; each is both
 the intent model's category and the simulator's need category."""
+BATCH_MS: Final = 60_000
+"""How much simulated time of events the engine takes in one go (ingest, then the stage):
+what the running engine does too, where the stage reads the log in steps a little behind
+the writer. A send decided in a batch is delivered when the batch is done, up to this much
+later than the event that prompted it; 0 runs the stage after every event."""
 MARGIN: Final = 0.25  # an offer's value: a quarter of the department's mean price
 
 
@@ -96,7 +103,10 @@ class EnginePolicy:
 
     name = "momently"
 
-    def __init__(self, playbook: Playbook | None = None) -> None:
+    def __init__(self, playbook: Playbook | None = None, *, batch_ms: int = BATCH_MS) -> None:
+        self.batch_ms = batch_ms
+        self._batch: list[Event] = []
+        self._batch_start = 0
         self.playbook = without_holdouts(playbook or with_catalogue(load_playbook()))
         self.kinds = {c.name: c.kind for c in self.playbook.decide.channels}
         self.clock = FakeClock(0)
@@ -111,6 +121,9 @@ class EnginePolicy:
         )
         self._sends: list[Send] = []
         self.refused = 0  # simulated messages the engine's validation refused
+        self._names: dict[str, str] = {
+            c.kind: c.name for c in reversed(self.playbook.decide.channels)
+        }
 
     def _user(self, customer_id: str) -> str | None:
         canonical = self.store.canonical(customer_id) or customer_id
@@ -144,10 +157,60 @@ class EnginePolicy:
         except InvalidInput:
             self.refused += 1
             return []
-        self.engine.ingest([parsed])
-        self.clock.set(max(self.clock.now_ms(), parsed.timestamp_ms))
-        self.stage.catch_up()
+        ts = parsed.timestamp_ms
+        sends: Sequence[Send] = ()
+        if self._batch and ts - self._batch_start >= self.batch_ms:
+            sends = self.flush()
+        if not self._batch:
+            self._batch_start = ts
+        self._batch.append(parsed)
+        if self.batch_ms <= 0:
+            return self.flush()
+        return sends
+
+    def flush(self) -> list[Send]:
+        """Ingest the events held back and run the stage over them; the sends decided."""
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.engine.ingest(batch)
+            self.clock.set(max(self.clock.now_ms(), max(e.timestamp_ms for e in batch)))
+            self.stage.catch_up()
         return self._drain()
+
+    def on_delivered(self, send: Send, answer: Response) -> None:
+        """What the engine's outbox writes to the log once a provider has answered:
+        ``Message Sent``, or ``Message Failed`` with the reason (see
+        :func:`momently.runtime.delivery.outcome_event`). Without it the engine's
+        models would never learn how many messages went out — only the opens."""
+        if send.decision_id is None:
+            return
+        at = max(send.send_at, self.clock.now_ms())
+        properties: dict[str, object] = {
+            "decision_id": send.decision_id,
+            "channel": self._names.get(send.channel, send.channel),
+            "kind": send.channel,
+            "offer": send.offer_id,
+            "attempts": 1,
+        }
+        if not answer.delivered:
+            properties["reason"] = answer.reason
+        state = "sent" if answer.delivered else "dead"
+        message = {
+            "type": "track",
+            "event": "Message Sent" if answer.delivered else "Message Failed",
+            "messageId": f"dlv-{send.decision_id}-{state}",
+            "userId": send.customer,
+            "timestamp": iso(at),
+            "properties": properties,
+        }
+        try:
+            parsed = to_event(message)
+        except InvalidInput:
+            self.refused += 1
+            return
+        if not self._batch:
+            self._batch_start = parsed.timestamp_ms
+        self._batch.append(parsed)  # in the log in the order it happened
 
     def still_wanted(self, send: Send) -> bool:
         """Whether a planned send still stands: not if the engine called it off."""
@@ -157,6 +220,7 @@ class EnginePolicy:
         return decision is None or decision.status != "cancelled"
 
     def on_tick(self, now_ms: int) -> Sequence[Send]:
+        sends = self.flush()
         self.clock.set(max(self.clock.now_ms(), now_ms))
         self.stage.tick()
-        return self._drain()
+        return sends + self._drain()

@@ -26,6 +26,9 @@ class Policy(Protocol):
     faster for a policy that reads little. Without it, it sees every event.
     And it may have ``still_wanted(send) -> bool``, asked when a send falls
     due: False withdraws it (a purchase or an opt-out cancelled it meanwhile).
+    And ``on_delivered(send, response)``, told what became of each send handed to a
+    treated customer (delivered, or why not) — what a real sender learns from its
+    providers.
     """
 
     name: str
