@@ -32,6 +32,7 @@ from momently.predict.state import DeviceUse, PredictState
 from momently.predict.types import Features
 
 DEVICE_TAU: Final = 30.0 * DAY
+_NONE: Final = (0, 0)
 
 
 def _count(x: Features, key: str) -> float:
@@ -68,9 +69,16 @@ class ChannelAffinity(base.Classifier):
         self.total_trials = 0.0
         self.total_wins = 0.0
 
+    _priors: tuple[float, ...] | None = None  # each channel's population rate, until an update
+
     @property
     def _multiclass(self) -> bool:
         return False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_priors", None)  # a cache: not part of what the model knows
+        return state
 
     def global_rate(self) -> float:
         return (self.total_wins + self.prior_strength * self.prior_rate) / (
@@ -94,6 +102,7 @@ class ChannelAffinity(base.Classifier):
         if y:
             self.wins[channel] = self.wins.get(channel, 0.0) + w
             self.total_wins += w
+        self._priors = None
 
     def predict_proba_one(self, x: Features, **kwargs: Any) -> dict[ClfTarget, float]:
         p = self.rate(x.get("channel"), _count(x, "sent"), _count(x, "engaged"))
@@ -101,13 +110,14 @@ class ChannelAffinity(base.Classifier):
 
     def rates(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float]:
         """P(engage) on every channel for a customer with these (sent, engaged) counts."""
-        g, s_pop, s = self.global_rate(), self.population_strength, self.customer_strength
+        priors = self._priors
+        if priors is None:
+            priors = self._priors = tuple(self.channel_rate(c) for c in CHANNELS)
+        s, get = self.customer_strength, counts.get
         found = {}
-        for channel in CHANNELS:
-            n, k = self.trials.get(channel, 0.0), self.wins.get(channel, 0.0)
-            prior = (k + s_pop * g) / (n + s_pop)
-            sent, engaged = counts.get(channel, (0, 0))
-            found[channel] = (min(engaged, sent) + s * prior) / (sent + s)
+        for channel, prior in zip(CHANNELS, priors, strict=True):
+            sent, engaged = get(channel, _NONE)
+            found[channel] = ((engaged if engaged < sent else sent) + s * prior) / (sent + s)
         return found
 
     def rate(self, channel: object, sent: float, engaged: float) -> float:

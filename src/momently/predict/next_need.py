@@ -25,7 +25,9 @@ vocabulary, the contexts and the successors kept per context are capped.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from river import base
@@ -154,16 +156,18 @@ class NextNeed(base.Classifier):
         w2 = gamma * a3 * beta / (n2 + beta)
         c1 = w2 / (n1 + beta)  # weight of the bigram count
         c0 = c1 * beta / (self.total + len(self.counts) + 1)  # weight of count + 1
-        count, one_get, two_get, own_get = self.counts.get, one.get, two.get, own.get
+        count, one_get, two_get = self.counts.get, one.get, two.get
+        popular = self._popular
+        if popular is None or len(popular) < min(self.candidates, len(self.counts)):
+            popular = self.popular(self.candidates)
         # A dict, not a set: its order (hence ties in predict_one) must not depend on hashing.
-        candidates = {**two, **one, **own, **dict.fromkeys(self.popular(self.candidates), 0)}
-        return {
-            t: own_get(t, 0.0) * a3
-            + two_get(t, 0) * c2
-            + one_get(t, 0) * c1
-            + (count(t, 0) + 1) * c0
-            for t in candidates
+        found = {
+            t: two_get(t, 0) * c2 + one_get(t, 0) * c1 + (count(t, 0) + 1) * c0
+            for t in {**two, **one, **own, **dict.fromkeys(popular[: self.candidates], 0)}
         }
+        for t, n in own.items():  # the customer's own layer, on their few tokens only
+            found[t] += n * a3
+        return found
 
     def predict_proba_one(self, x: Features, **kwargs: Any) -> dict[ClfTarget, float]:
         last, prev = x.get("last"), x.get("prev")
@@ -198,8 +202,9 @@ def top_k(scores: Mapping[str, float], k: int) -> list[tuple[str, float]]:
     total = sum(scores.values())
     if total <= 0:
         return []
-    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-    return [(t, p / total) for t, p in best]
+    best = sorted(scores.items())  # by name, then (stable) by probability, best first
+    best.sort(key=itemgetter(1), reverse=True)
+    return [(t, p / total) for t, p in best[:k]]
 
 
 def successors_in(history: Sequence[str], last: str | None) -> dict[str, float]:
@@ -216,10 +221,7 @@ def successors_in(history: Sequence[str], last: str | None) -> dict[str, float]:
 
 def frequencies_in(history: Sequence[str]) -> dict[str, float]:
     """The customer's own evidence for categories: how often each came up lately."""
-    own: dict[str, float] = {}
-    for token in history:
-        own[token] = own.get(token, 0.0) + 1.0
-    return own
+    return dict(Counter(history))
 
 
 def context_x(history: Sequence[str]) -> Features:
