@@ -6,6 +6,15 @@ must be stored exactly once and land in the right merged profile. The mobile
 SDKs (analytics-kotlin, analytics-swift) are not Python, so their wire
 behaviour is reproduced with httpx: settings fetch, then gzipped ``text/plain``
 batches to ``/v1/b``, chunked, with the write key only in the body.
+
+Every test runs twice: against the embedded ``momently serve``, and against
+distributed mode (an ingest node, two workers, NATS JetStream and PostgreSQL:
+``tests/distributed/e2e.py``) with the same assertions, but for one documented
+difference: distributed mode partitions by ``userId``, else ``anonymousId``, and
+does not move a visitor's anonymous history into their profile when they log
+in (README, Distributed mode), so there a customer's history and counts hold
+the events sent with their ``userId``, and a shared device's next anonymous
+event stays with the anonymous id.
 """
 
 from __future__ import annotations
@@ -25,28 +34,61 @@ import rudderstack.analytics.consumer
 import segment.analytics.client
 import segment.analytics.consumer
 
-from tests.conftest import Server
+from momently.distributed.partition import partition_of
+from tests.distributed.e2e import (
+    MODES,
+    AnyServer,
+    DistributedServer,
+    distributed_server,  # noqa: F401 (fixture)
+    settle,
+)
 
 pytestmark = pytest.mark.integration
 
 UPLOAD_SIZE = 10  # small batches, so the traffic below spans several of them
 
 
+@pytest.fixture(params=MODES)
+def server(request: pytest.FixtureRequest) -> AnyServer:
+    """The embedded server, or an ingest node with two workers (distributed mode)."""
+    if request.param == "embedded":
+        made: AnyServer = request.getfixturevalue("server_factory")()
+    else:
+        made = request.getfixturevalue("distributed_server")
+    return made
+
+
+def split_at_login(server: AnyServer, users: list[str], anonymous: list[str]) -> bool:
+    """Whether anonymous history stays apart from the user's (distributed mode).
+
+    There the expectations hold when no anonymous id shares a partition with a user
+    (in a shared one, that partition's identity resolution merges them as the embedded
+    mode would): asserted, so that renaming an id cannot make them silently wrong.
+    """
+    if not isinstance(server, DistributedServer):
+        return False
+    places = {user: partition_of("u:" + user, server.partitions) for user in users}
+    for anon in anonymous:
+        assert partition_of("a:" + anon, server.partitions) not in places.values(), anon
+    return True
+
+
 # --- admin API helpers ----------------------------------------------------------------------
 
 
-def admin_get(server: Server, path: str, **params: str | int) -> httpx.Response:
+def admin_get(server: AnyServer, path: str, **params: str | int) -> httpx.Response:
+    settle(server)  # distributed mode: once the workers have applied what was sent
     return httpx.get(server.url + path, headers=server.admin, params=params, timeout=10)
 
 
-def profile_of(server: Server, identifier: str) -> dict[str, Any]:
+def profile_of(server: AnyServer, identifier: str) -> dict[str, Any]:
     answer = admin_get(server, f"/api/profiles/{identifier}")
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
 
 
-def events_of(server: Server, customer: str) -> list[dict[str, Any]]:
+def events_of(server: AnyServer, customer: str) -> list[dict[str, Any]]:
     """All stored events of a customer, paging with a small limit to exercise the cursor."""
     events: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -66,7 +108,7 @@ def events_of(server: Server, customer: str) -> list[dict[str, Any]]:
     return events
 
 
-def stored_count(server: Server) -> int:
+def stored_count(server: AnyServer) -> int:
     answer = admin_get(server, "/api/stats")
     assert answer.status_code == 200, answer.text
     count: int = answer.json()["events"]
@@ -104,12 +146,14 @@ class Harness:
     client: Any
     errors: list[tuple[Exception, list[dict[str, Any]]]] = field(default_factory=list)
     batches: list[int] = field(default_factory=list)  # messages per upload, as the client sent
+    sent: list[str] = field(default_factory=list)  # every messageId, in the order sent
 
     def send(self, method: str, **kwargs: Any) -> str:
         """Call ``client.<method>``; return the messageId the library gave the message."""
         queued, message = getattr(self.client, method)(**kwargs)
         assert queued, f"{method} was not queued"
         message_id: str = message["messageId"]
+        self.sent.append(message_id)
         return message_id
 
     def flush(self) -> None:
@@ -120,7 +164,7 @@ class Harness:
 
 
 def make_harness(
-    sdk: Sdk, server: Server, monkeypatch: pytest.MonkeyPatch, *, sync_mode: bool = False
+    sdk: Sdk, server: AnyServer, monkeypatch: pytest.MonkeyPatch, *, sync_mode: bool = False
 ) -> Harness:
     harness = Harness(client=None)
 
@@ -156,7 +200,7 @@ def sdk(request: pytest.FixtureRequest) -> Sdk:
 
 
 def test_every_message_stored_once_and_merged(
-    sdk: Sdk, server: Server, monkeypatch: pytest.MonkeyPatch
+    sdk: Sdk, server: AnyServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness = make_harness(sdk, server, monkeypatch)
     p = sdk.name
@@ -167,10 +211,14 @@ def test_every_message_stored_once_and_merged(
     of_u: list[str] = []  # messageIds that must end up in U's history
     of_v: list[str] = []
     kinds_u: Counter[str] = Counter()
+    # Distributed mode: U's history holds only what carried U's userId.
+    split = split_at_login(server, [user_u, user_v], [anon, anon2, anon3])
 
     def u(kind: str, **kwargs: Any) -> None:
-        of_u.append(harness.send(kind, **kwargs))
-        kinds_u[kind] += 1
+        message_id = harness.send(kind, **kwargs)
+        if not split or kwargs.get("user_id") == user_u:
+            of_u.append(message_id)
+            kinds_u[kind] += 1
 
     # Anonymous browsing on the web...
     u("page", anonymous_id=anon, name="Home", properties={"path": "/"})
@@ -211,18 +259,19 @@ def test_every_message_stored_once_and_merged(
                 context={"device": {"id": shared_device}},
             )
         )
-    # The tablet's next anonymous event belongs to whoever used it last.
-    of_v.append(
-        harness.send(
-            "track",
-            anonymous_id=anon3,
-            event="App Opened",
-            context={"device": {"id": shared_device}},
-        )
+    # The tablet's next anonymous event belongs to whoever used it last (in embedded
+    # mode: distributed mode processes it in the anonymous id's partition).
+    tablet_anonymous = harness.send(
+        "track",
+        anonymous_id=anon3,
+        event="App Opened",
+        context={"device": {"id": shared_device}},
     )
+    if not split:
+        of_v.append(tablet_anonymous)
     harness.flush()
 
-    sent = of_u + of_v
+    sent = harness.sent
     assert len(set(sent)) == len(sent), "the library gave every message its own id"
     assert sum(harness.batches) == len(sent), "every message went up through /v1/batch"
     assert max(harness.batches) > 1, f"multi-message batches were sent: {harness.batches}"
@@ -263,10 +312,17 @@ def test_every_message_stored_once_and_merged(
     assert profile_v["traits"]["email"] == email_v
     assert profile_v["traits"]["name"] == "Victor"
     assert profile_of(server, email_v)["customerId"] == customer_v
-    assert profile_of(server, shared_device)["customerId"] == customer_v
-    assert profile_of(server, anon3)["customerId"] == customer_v
     assert ("device_id", shared_device) in identities(profile_v)
-    assert ("device_id", shared_device) not in identities(profile_u)
+    if not split:
+        assert profile_of(server, shared_device)["customerId"] == customer_v
+        assert profile_of(server, anon3)["customerId"] == customer_v
+        assert ("device_id", shared_device) not in identities(profile_u)
+    else:
+        # Each user's partition keeps the tablet with its user; the lookup answers with
+        # the one seen last (V, unless the two used it within the same millisecond), and
+        # the anonymous event after V made a profile of its own in its partition.
+        assert profile_of(server, shared_device)["customerId"] in {customer_u, customer_v}
+        assert profile_of(server, anon3)["customerId"] not in {customer_u, customer_v}
 
     # The identify events keep their traits where the admin API shows them.
     identify_v = next(e for e in history_v if e["type"] == "identify")
@@ -277,7 +333,7 @@ def test_every_message_stored_once_and_merged(
 
 
 def test_resent_message_id_is_stored_once(
-    sdk: Sdk, server: Server, monkeypatch: pytest.MonkeyPatch
+    sdk: Sdk, server: AnyServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = f"{sdk.name}-resender"
     # sync_mode: each call is one blocking upload that raises on any error.
@@ -338,7 +394,7 @@ def mobile_message(kind: str, message_id: str, when: datetime, **fields: Any) ->
 
 
 def post_mobile_batch(
-    server: Server, messages: list[dict[str, Any]], sent_at: datetime, *, encoding_header: bool
+    server: AnyServer, messages: list[dict[str, Any]], sent_at: datetime, *, encoding_header: bool
 ) -> httpx.Response:
     envelope = {"batch": messages, "sentAt": iso(sent_at), "writeKey": server.write_key}
     body = gzip.compress(json.dumps(envelope).encode())
@@ -352,7 +408,7 @@ def post_mobile_batch(
 
 
 @pytest.mark.parametrize("encoding_header", [True, False], ids=["gzip-header", "gzip-magic"])
-def test_mobile_sdk_settings_and_gzipped_batch(server: Server, encoding_header: bool) -> None:
+def test_mobile_sdk_settings_and_gzipped_batch(server: AnyServer, encoding_header: bool) -> None:
     settings = httpx.get(f"{server.url}/v1/projects/{server.write_key}/settings", timeout=10)
     assert settings.status_code == 200
     segment_io = settings.json()["integrations"]["Segment.io"]
@@ -376,8 +432,11 @@ def test_mobile_sdk_settings_and_gzipped_batch(server: Server, encoding_header: 
     assert answer.json()["rejected"] == []
 
     history = events_of(server, "kotlin-device-1")
-    assert [e["messageId"] for e in history] == ["kt-1", "kt-2", "kt-3", "kt-4", "kt-5"]
-    assert history[0]["type"] == "screen" and history[0]["name"] == "Home"
+    if not split_at_login(server, ["kotlin-user-1"], ["kotlin-anon-1"]):
+        assert [e["messageId"] for e in history] == ["kt-1", "kt-2", "kt-3", "kt-4", "kt-5"]
+        assert history[0]["type"] == "screen" and history[0]["name"] == "Home"
+    else:  # the device's user holds it: the events sent with the userId
+        assert [e["messageId"] for e in history] == ["kt-4", "kt-5"]
     profile = profile_of(server, "kotlin-user-1")
     assert profile_of(server, "kotlin-anon-1")["customerId"] == profile["customerId"]
     assert profile["traits"]["email"] == "k@example.com"
@@ -391,7 +450,7 @@ def test_mobile_sdk_settings_and_gzipped_batch(server: Server, encoding_header: 
     assert stored_count(server) == len(messages)
 
 
-def test_mobile_batch_timestamps_are_corrected_for_clock_skew(server: Server) -> None:
+def test_mobile_batch_timestamps_are_corrected_for_clock_skew(server: AnyServer) -> None:
     # The phone's clock is 25 years slow; the gaps it measured are still right.
     sent_at = datetime(2001, 1, 1, 0, 0, 10, tzinfo=UTC)
     messages = [

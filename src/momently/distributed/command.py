@@ -136,16 +136,24 @@ def worker_command(args: argparse.Namespace) -> int:
 
 
 def serve_log(settings: Any, log_url: str) -> int:
-    """``momently serve --log nats://…``: a stateless ingest node in front of the log."""
+    """``momently serve --log nats://…``: a stateless ingest node in front of the log;
+    with ``--store`` naming the workers' partition stores (``{partition}``) it answers
+    the admin API's reads from them too."""
     import uvicorn
 
+    from momently.distributed.admin import Partitions
     from momently.distributed.log import LogSettings
     from momently.distributed.web import ingest_app
     from momently.errors import ConfigError
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
-    app = ingest_app(LogSettings.from_url(log_url), settings.write_keys)
+    log = LogSettings.from_url(log_url)
+    reads = None
+    if settings.store:
+        moments = settings.moment_store or moments_url_for(settings.store)
+        reads = Partitions(log, settings.store, moments)
+    app = ingest_app(log, settings.write_keys, admin_key=settings.admin_key, reads=reads)
     print(f"momently ingest node on http://{settings.host}:{settings.port} → {log_url}", flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from momently import __version__
 from momently.clock import SystemClock
+from momently.distributed.admin import Partitions, reads_router
 from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.worker import Worker
 from momently.engine import IngestResult
@@ -26,6 +27,8 @@ from momently.errors import InvalidInput, Unavailable, error_body
 from momently.events import Event
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
+from momently.web.auth import Access
+from momently.web.models import Health
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +74,18 @@ def _errors(app: FastAPI, metrics: Metrics) -> None:
         return json_response(error_body("HTTPError", str(error.detail)), error.status_code)
 
 
-def ingest_app(settings: LogSettings, write_keys: Sequence[str]) -> FastAPI:
-    """A stateless ingest node: validate, append to JetStream, answer after the acks."""
+def ingest_app(
+    settings: LogSettings,
+    write_keys: Sequence[str],
+    *,
+    admin_key: str | None = None,
+    reads: Partitions | None = None,
+) -> FastAPI:
+    """A stateless ingest node: validate, append to JetStream, answer after the acks.
+
+    With ``reads`` (the partitions' stores) and an admin key it also answers the admin
+    API's reads (:mod:`momently.distributed.admin`).
+    """
     writer = LogWriter()
     metrics = Metrics()
 
@@ -84,9 +97,12 @@ def ingest_app(settings: LogSettings, write_keys: Sequence[str]) -> FastAPI:
         finally:
             found, writer.log = writer.log, None
             await found.close()
+            if reads is not None:
+                await asyncio.to_thread(reads.close)
 
     app = FastAPI(title="momently ingest", version=__version__, lifespan=lifespan)
     app.state.writer = writer
+    app.state.access = access = Access(admin_key=admin_key)
     tracking = TrackingAPI(writer, WriteKeys(tuple(write_keys)), SystemClock(), metrics)
     _errors(app, metrics)
 
@@ -103,7 +119,14 @@ def ingest_app(settings: LogSettings, write_keys: Sequence[str]) -> FastAPI:
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/api/health", response_model=Health)
+    def health() -> Health:
+        """200 when the node is up; nothing waits here (``pending`` is always 0)."""
+        return Health(status="ok", pending=0)
+
     app.include_router(tracking.router())
+    if reads is not None:
+        app.include_router(reads_router(reads, lambda: writer.log, access))
     return app
 
 

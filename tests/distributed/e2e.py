@@ -1,0 +1,119 @@
+"""The embedded mode's end-to-end tests, run again in distributed mode.
+
+:func:`distributed_server` starts, in place of the embedded ``momently serve``,
+a cluster on loopback: the session's nats-server, the session's PostgreSQL (a
+schema per partition, 9 partitions), one ingest node (``ingest_app`` with the
+partitions' stores for the admin reads) and two workers, each owning half of
+the partitions. The object it gives has the fields of
+:class:`tests.conftest.Server` that the end-to-end tests use, and
+:meth:`DistributedServer.settle`: distributed mode is eventually consistent,
+so a test reads the admin API once every partition's worker has applied
+everything the stream holds (polled, with a deadline).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from momently.clock import SystemClock
+from momently.distributed.admin import Partitions
+from momently.distributed.command import moments_url_for
+from momently.distributed.log import LogSettings
+from momently.distributed.partition import parse_partitions
+from momently.distributed.web import ingest_app, worker_app
+from momently.distributed.worker import Worker, WorkerSettings
+from momently.moments.detector import MomentDetector
+from momently.moments.playbook import Playbook, load_playbook
+from tests.conftest import ADMIN_KEY, WRITE_KEY, Server
+from tests.nats import NatsServer
+from tests.postgres import Cluster
+from tests.web.serve import serve
+
+# Few partitions keep the fixture quick (a schema each); 9, not 8, so that the
+# end-to-end tests' users and anonymous ids land on different partitions, as most
+# do with the default 64 (the tests assert it where their expectations need it).
+PARTITIONS = 9
+WORKERS = ("0-4", "5-8")  # two workers, each owning about half of the partitions
+_clusters = itertools.count(1)
+
+
+@dataclass
+class DistributedServer:
+    """An ingest node and two workers on one stream and one database."""
+
+    url: str
+    port: int
+    write_key: str = WRITE_KEY
+    admin_key: str = ADMIN_KEY
+    partitions: int = PARTITIONS
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Until every partition's worker has applied all its stream holds, and its moment
+        stage has caught up (readiness polling, not a timing sleep)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = httpx.get(self.url + "/api/partitions", headers=self.admin, timeout=10)
+            assert answer.status_code == 200, answer.text
+            if answer.json()["settled"]:
+                return
+            assert time.monotonic() < deadline, f"not settled in {timeout_s}s: {answer.text}"
+            time.sleep(0.02)
+
+
+AnyServer = Server | DistributedServer
+
+
+def settle(server: AnyServer) -> None:
+    """Wait for a distributed server's workers; the embedded server answers in step."""
+    if isinstance(server, DistributedServer):
+        server.settle()
+
+
+@contextmanager
+def distributed(
+    nats: NatsServer, postgres: Cluster, *, playbook: Playbook | None = None
+) -> Iterator[DistributedServer]:
+    """The ingest node and two workers, each a uvicorn server in a thread of this
+    process, wired as ``momently serve --log … --store …`` and ``momently worker``
+    wire them (processes cost ~10 s of imports each on the loaded test machine; the
+    worker processes' own tests are in test_failover.py and test_cluster.py)."""
+    n = next(_clusters)
+    log = LogSettings.from_url(f"nats://{nats.address}?stream=E{n}&partitions={PARTITIONS}")
+    store = f"{postgres.url_for_database('momently')}?schema=e{n}_p{{partition}}"
+    chosen = playbook or load_playbook(None)
+    reads = Partitions(log, store, moments_url_for(store))
+    with ExitStack() as running:
+        for w, spec in enumerate(WORKERS):
+            settings = WorkerSettings(
+                log=log,
+                store_url=store,
+                moments_url=moments_url_for(store),
+                partitions=tuple(parse_partitions(spec, PARTITIONS)),
+                owner=f"e2e-{n}-w{w}",
+            )
+            worker = Worker(settings, MomentDetector(chosen), SystemClock())
+            running.enter_context(serve(worker_app(worker)))
+        url = running.enter_context(
+            serve(ingest_app(log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=reads))
+        )
+        yield DistributedServer(url, int(url.rsplit(":", 1)[1]))
+
+
+@pytest.fixture
+def distributed_server(nats_server: NatsServer, postgres: Cluster) -> Iterator[DistributedServer]:
+    with distributed(nats_server, postgres) as server:
+        yield server
+
+
+MODES = ["embedded", "distributed"]
