@@ -117,6 +117,8 @@ class ScaledLogistic(base.Classifier):
     def _scaled(self, x: Features) -> Features:
         clip = self.clip
         z: Features = self.scaler.transform_one(x)
+        if z and -clip <= min(z.values()) and max(z.values()) <= clip:
+            return z  # nearly always: nothing to clip
         return {k: (clip if v > clip else -clip if v < -clip else v) for k, v in z.items()}
 
     def learn_one(self, x: Features, y: ClfTarget, w: float = 1.0) -> None:
