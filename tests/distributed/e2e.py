@@ -4,7 +4,8 @@
 a cluster on loopback: the session's nats-server, the session's PostgreSQL (a
 schema per partition, 9 partitions), one ingest node (``ingest_app`` with the
 partitions' stores for the admin reads) and two workers, each owning half of
-the partitions. The object it gives has the fields of
+the partitions, with one PostgreSQL outbox and a sender each, as
+``momently worker --outbox`` runs them. The object it gives has the fields of
 :class:`tests.conftest.Server` that the end-to-end tests use, and
 :meth:`DistributedServer.settle`: distributed mode is eventually consistent,
 so a test reads the admin API once every partition's worker has applied
@@ -13,6 +14,7 @@ everything the stream holds (polled, with a deadline).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterator
@@ -24,7 +26,8 @@ import pytest
 
 from momently.clock import SystemClock
 from momently.distributed.admin import Partitions
-from momently.distributed.command import moments_url_for
+from momently.distributed.command import moments_url_for, open_outbox
+from momently.distributed.deliver import WorkerDelivery
 from momently.distributed.log import LogSettings
 from momently.distributed.partition import parse_partitions
 from momently.distributed.web import ingest_app, worker_app
@@ -91,6 +94,7 @@ def distributed(
     n = next(_clusters)
     log = LogSettings.from_url(f"nats://{nats.address}?stream=E{n}&partitions={PARTITIONS}")
     store = f"{postgres.url_for_database('momently')}?schema=e{n}_p{{partition}}"
+    outbox = f"{postgres.url_for_database('momently')}?schema=e{n}_outbox"
     chosen = playbook or load_playbook(None)
     reads = Partitions(log, store, moments_url_for(store))
     with ExitStack() as running:
@@ -102,7 +106,20 @@ def distributed(
                 partitions=tuple(parse_partitions(spec, PARTITIONS)),
                 owner=f"e2e-{n}-w{w}",
             )
-            worker = Worker(settings, MomentDetector(chosen), SystemClock())
+            # As momently worker --outbox: one outbox for all, a sender per worker, the
+            # outcomes published back to the log.
+            clock = SystemClock()
+            delivery = WorkerDelivery(chosen, open_outbox(outbox), clock, environ={})
+            running.callback(delivery.close)  # after the worker has stopped
+            identities = Partitions(log, store, moments_url_for(store))
+            worker = Worker(
+                settings,
+                MomentDetector(chosen),
+                clock,
+                deliver=delivery.for_partition,
+                on_start=functools.partial(delivery.attach, partitions=identities),
+            )
+            delivery.start()
             running.enter_context(serve(worker_app(worker)))
         url = running.enter_context(
             serve(ingest_app(log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=reads))

@@ -7,6 +7,7 @@ imported only when a command runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 from typing import Any
@@ -76,6 +77,7 @@ def worker_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from momently.clock import SystemClock
+    from momently.distributed.admin import Partitions
     from momently.distributed.deliver import WorkerDelivery
     from momently.distributed.log import LogSettings
     from momently.distributed.partition import parse_partitions
@@ -111,11 +113,17 @@ def worker_command(args: argparse.Namespace) -> int:
         if args.outbox
         else None
     )
+    on_start = None
+    if delivery is not None:
+        # The sender names each customer by the ids their partition's store holds.
+        identities = Partitions(log, args.store, moments_url)
+        on_start = functools.partial(delivery.attach, partitions=identities)
     worker = Worker(
         settings,
         MomentDetector(playbook),
         clock,
         deliver=delivery.for_partition if delivery is not None else None,
+        on_start=on_start,
     )
     print(
         f"momently worker {settings.owner}: {len(partitions)} partitions of {log.stream},"

@@ -9,24 +9,70 @@ takeover, or two partitions' submitters, put a send in once; claims with a
 lease (``FOR UPDATE SKIP LOCKED`` in PostgreSQL) keep several workers' senders
 from sending one entry twice.
 
-Not yet done in distributed mode: the outcome events (``Message Sent``,
-``Message Failed``) are not published back into the log, and messages carry no
-tracking links (no public URL or secret in a worker).
+The outcome of each send (``Message Sent``, ``Message Failed``) goes back into
+the log as in the embedded mode, published to the stream by the worker's NATS
+connection (:meth:`WorkerDelivery.attach`), so the customer's partition folds
+it into their history like any event; its ``messageId`` is the send's, so a
+repeat is dropped. The sender may send for any partition, so it names the
+customer by the ids the partitions' stores hold for them.
+
+Not yet done in distributed mode: messages carry no tracking links (no public
+URL or secret in a worker).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, cast
 
 from momently.clock import Clock
 from momently.deliver.channels.inapp import InAppHub
 from momently.deliver.types import OutboxStore
+from momently.engine import IngestResult
+from momently.events import Event
 from momently.moments.playbook import Playbook
-from momently.runtime.delivery import Delivery, Routes, build_routes
+from momently.runtime.delivery import Delivery, Ingest, Routes, build_routes
 from momently.runtime.stage import Decided
 from momently.store.memory import MemoryStore
 from momently.store.moments_memory import MemoryMomentStore
-from momently.types import MomentStore, Store
+from momently.types import IdentityKey, MomentStore, Store
+
+if TYPE_CHECKING:
+    from momently.distributed.admin import Part, Partitions
+    from momently.distributed.log import EventLog
+    from momently.runtime.writer import Writer
+
+
+class LogSubmitter:
+    """What :class:`Ingest` writes through (the embedded writer's ``submit``): the
+    events published on the worker's loop, from the sender's thread."""
+
+    def __init__(self, log: EventLog, loop: asyncio.AbstractEventLoop) -> None:
+        self.log = log
+        self.loop = loop
+
+    def submit(self, events: Sequence[Event]) -> Future[IngestResult]:
+        return asyncio.run_coroutine_threadsafe(self.log.write(events), self.loop)
+
+
+class PartitionIdentities:
+    """The ids the partitions' stores hold for a customer, wherever they are."""
+
+    def __init__(self, partitions: Partitions) -> None:
+        self.partitions = partitions
+
+    def canonical(self, customer_id: str) -> str | None:
+        return customer_id
+
+    def identities(self, customer_id: str) -> list[IdentityKey]:
+        def read(part: Part) -> list[IdentityKey]:
+            canonical = part.store.canonical(customer_id)
+            return [] if canonical is None else part.store.identities(canonical)
+
+        found = self.partitions.each(read)
+        return [key for keys in found for key in keys]
 
 
 class WorkerDelivery:
@@ -51,6 +97,7 @@ class WorkerDelivery:
         )
         # The sender reads no partition's stores: it claims entries and sends them.
         self.sender = self._delivery(MemoryStore(), MemoryMomentStore())
+        self._partitions: Partitions | None = None
 
     def _delivery(self, store: Store, moments: MomentStore) -> Delivery:
         return Delivery(
@@ -75,8 +122,18 @@ class WorkerDelivery:
 
         return submit
 
+    def attach(self, log: EventLog, partitions: Partitions) -> None:
+        """Publish outcome events to the log (called on the worker's loop once NATS is
+        connected; outcomes before then are counted, not logged)."""
+        self._partitions = partitions
+        writer = cast("Writer", LogSubmitter(log, asyncio.get_running_loop()))
+        store = cast("Store", PartitionIdentities(partitions))  # Ingest reads only these two
+        self.sender.ingest = Ingest(writer, store, self.clock)
+
     def start(self) -> None:
         self.sender.start()
 
     def close(self) -> None:
         self.sender.close()  # stops the sender, closes the routes and the outbox
+        if self._partitions is not None:
+            self._partitions.close()

@@ -38,7 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from momently.clock import Clock
 from momently.distributed.lease import DEFAULT_TTL_MS, Lease, Leases
-from momently.distributed.log import LogSettings, connect, ensure_stream
+from momently.distributed.log import EventLog, LogSettings, connect, ensure_stream
 from momently.distributed.metrics import PartitionMetrics
 from momently.distributed.partition import subject
 from momently.distributed.shard import Shard
@@ -82,8 +82,12 @@ class Worker:
         deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
         metrics: PartitionMetrics | None = None,
         on_applied: Callable[[int, list[tuple[int, Event]], int], None] | None = None,
+        on_start: Callable[[EventLog], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Called on the worker's loop once connected, with the log to publish to (the
+        # delivery's outcome events).
+        self._on_start = on_start
         # Told (partition, batch, messages left in the partition) after each commit:
         # the benchmark's event-to-decision latencies and lag.
         self._on_applied = on_applied
@@ -122,6 +126,8 @@ class Worker:
             await self._client.close()
             self._client = None
             raise
+        if self._on_start is not None:
+            self._on_start(EventLog(self._client, self.settings.log))
         self._started = True
 
     @property
