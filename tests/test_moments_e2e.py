@@ -20,6 +20,7 @@ import pytest
 from tests.distributed.e2e import (
     MODES,
     AnyServer,
+    DistributedServer,
     distributed_server,  # noqa: F401 (fixture)
     settle,
 )
@@ -120,3 +121,47 @@ def test_complaints_become_moments_decisions_and_logged_sends(server: AnyServer)
         (outcome,) = outcomes
         assert outcome["properties"]["decision_id"] == decision["decisionId"]
         assert outcome["userId"] == user
+
+
+def test_a_world_event_reaches_the_customers_near_it_once(server: AnyServer) -> None:
+    now = iso(datetime.now(UTC))
+    near = {"location": {"latitude": 51.5154, "longitude": -0.1410, "accuracy": 5}}
+    far = {"location": {"latitude": 48.8566, "longitude": 2.3522, "accuracy": 5}}
+    batch = [
+        {"type": "track", "userId": user, "event": "Location Updated", "messageId": f"{user}-loc",
+         "timestamp": now, "context": where}
+        for user, where in (("cat", near), ("dan", near), ("eve", far))
+    ]  # fmt: skip
+    answer = httpx.post(
+        server.url + "/v1/batch", json={"batch": batch}, auth=(server.write_key, ""), timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    settle(server)  # the world event comes after the locations, in every partition
+
+    body = {
+        "id": "hot-now-1",
+        "name": "hot-now",
+        "near": {"place": "store-12", "radius_m": 300},
+        "properties": {"message": "Hot doughnuts now"},
+    }
+    url = server.url + "/api/world-events"
+    first = httpx.post(url, json=body, headers=server.admin, timeout=10)
+    again = httpx.post(url, json=body, headers=server.admin, timeout=10)
+    unknown = httpx.post(
+        url, json={**body, "near": {"place": "store-99"}}, headers=server.admin, timeout=10
+    )
+    assert unknown.status_code == 400 and unknown.json()["field"] == "near.place"
+    if isinstance(server, DistributedServer):
+        # Published to every partition; the workers count the recipients afterwards.
+        assert first.status_code == 202, first.text
+        assert first.json() == {"id": "hot-now-1", "partitions": server.partitions,
+                                "duplicate": False}  # fmt: skip
+    else:
+        assert first.status_code == 200, first.text
+        assert first.json() == {"id": "hot-now-1", "recipients": 2, "duplicate": False}
+    assert again.json()["duplicate"] is True
+
+    moments = get(server, "/api/moments", name="world.hot-now")["moments"]
+    profiles = {get(server, f"/api/profiles/{u}")["customerId"]: u for u in ("cat", "dan")}
+    assert sorted(profiles[m["customerId"]] for m in moments) == ["cat", "dan"]
+    assert all(m["details"]["message"] == "Hot doughnuts now" for m in moments)

@@ -122,7 +122,7 @@ def distributed(
             delivery.start()
             running.enter_context(serve(worker_app(worker)))
         url = running.enter_context(
-            serve(ingest_app(log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=reads))
+            serve(ingest_app(log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=reads, playbook=chosen))
         )
         yield DistributedServer(url, int(url.rsplit(":", 1)[1]))
 

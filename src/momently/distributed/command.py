@@ -153,6 +153,7 @@ def serve_log(settings: Any, log_url: str) -> int:
     from momently.distributed.log import LogSettings
     from momently.distributed.web import ingest_app
     from momently.errors import ConfigError
+    from momently.moments.playbook import load_playbook
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
@@ -161,7 +162,13 @@ def serve_log(settings: Any, log_url: str) -> int:
     if settings.store:
         moments = settings.moment_store or moments_url_for(settings.store)
         reads = Partitions(log, settings.store, moments)
-    app = ingest_app(log, settings.write_keys, admin_key=settings.admin_key, reads=reads)
+    app = ingest_app(
+        log,
+        settings.write_keys,
+        admin_key=settings.admin_key,
+        reads=reads,
+        playbook=load_playbook(settings.playbook),
+    )
     print(f"momently ingest node on http://{settings.host}:{settings.port} → {log_url}", flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False

@@ -23,6 +23,7 @@ from momently.errors import ConfigError
 from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.records import MomentBatch
+from momently.moments.world import WorldEvent
 from momently.runtime.stage import Decided, MomentStage
 from momently.store import open_moment_store, open_store
 from momently.types import Changes, Fence, MomentStore, Store
@@ -103,13 +104,31 @@ class Shard:
             store.close()
             raise
 
-    def apply(self, batch: Sequence[tuple[int, Event]]) -> int:
+    def apply(self, batch: Sequence[tuple[int, Event | WorldEvent]]) -> int:
         """Fold stream messages (stream seq, event) into state; returns events new to it.
 
         Messages at or before the committed position were applied already (a
         replay after a takeover): they are skipped here, and any that slip
-        through are dropped by the ``messageId`` dedupe.
+        through are dropped by the ``messageId`` dedupe. A world event among them
+        is applied in its place in the stream, after the events before it.
         """
+        accepted = 0
+        run: list[tuple[int, Event]] = []
+        for seq, item in batch:
+            if isinstance(item, Event):
+                run.append((seq, item))
+                continue
+            accepted += self._events(run)
+            run = []
+            if seq > self.position:
+                # Replayed after a crash between the two commits: the stage finds the
+                # world event's id committed and does nothing.
+                self.stage.world_event(item)
+                self.store.commit([], Changes(fence=Fence(self.token, seq)))
+                self.position = seq
+        return accepted + self._events(run)
+
+    def _events(self, batch: Sequence[tuple[int, Event]]) -> int:
         fresh = [event for seq, event in batch if seq > self.position]
         if not fresh:
             return 0

@@ -22,11 +22,13 @@ from momently.clock import SystemClock
 from momently.distributed.admin import Partitions, reads_router
 from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.worker import Worker
+from momently.distributed.world import world_router
 from momently.engine import IngestResult
 from momently.errors import InvalidInput, Unavailable, error_body
 from momently.events import Event
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
+from momently.moments.playbook import Playbook
 from momently.web.auth import Access
 from momently.web.models import Health
 
@@ -80,11 +82,13 @@ def ingest_app(
     *,
     admin_key: str | None = None,
     reads: Partitions | None = None,
+    playbook: Playbook | None = None,
 ) -> FastAPI:
     """A stateless ingest node: validate, append to JetStream, answer after the acks.
 
     With ``reads`` (the partitions' stores) and an admin key it also answers the admin
-    API's reads (:mod:`momently.distributed.admin`).
+    API's reads (:mod:`momently.distributed.admin`); with the ``playbook`` the workers
+    run, ``POST /api/world-events`` (:mod:`momently.distributed.world`).
     """
     writer = LogWriter()
     metrics = Metrics()
@@ -127,6 +131,8 @@ def ingest_app(
     app.include_router(tracking.router())
     if reads is not None:
         app.include_router(reads_router(reads, lambda: writer.log, access))
+    if playbook is not None:
+        app.include_router(world_router(lambda: writer.log, playbook, SystemClock(), access))
     return app
 
 

@@ -42,9 +42,11 @@ from momently.distributed.log import EventLog, LogSettings, connect, ensure_stre
 from momently.distributed.metrics import PartitionMetrics
 from momently.distributed.partition import subject
 from momently.distributed.shard import Shard
+from momently.distributed.world import decode_world, is_world
 from momently.errors import Fenced
 from momently.events import Event, decode_event
 from momently.moments.detector import MomentDetector
+from momently.moments.world import WorldEvent
 from momently.runtime.stage import Decided
 from momently.types import MomentStore, Store
 
@@ -320,17 +322,24 @@ class Worker:
     async def _apply(self, partition: int, msgs: list[Msg]) -> int:
         shard = self.shards[partition]
         batch: list[tuple[int, Event]] = []
+        items: list[tuple[int, Event | WorldEvent]] = []  # the events and world events
         for msg in msgs:
+            seq = msg.metadata.sequence.stream
             try:
-                batch.append((msg.metadata.sequence.stream, decode_event(msg.data)))
-            except (msgspec.ValidationError, msgspec.DecodeError):
+                if is_world(msg.headers):
+                    items.append((seq, decode_world(msg.data)))
+                else:
+                    event = decode_event(msg.data)
+                    batch.append((seq, event))
+                    items.append((seq, event))
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
                 # Ingest validated it, so this is not ours: counted and skipped.
                 self.metrics.undecodable(partition)
                 log.error("partition %d: an undecodable message was skipped", partition)
         loop = asyncio.get_running_loop()
         try:
-            if batch:
-                await loop.run_in_executor(self._executor, shard.apply, batch)
+            if items:
+                await loop.run_in_executor(self._executor, shard.apply, items)
             else:
                 await loop.run_in_executor(self._executor, shard.tick)
         except Fenced:
