@@ -22,7 +22,7 @@ def test_the_example_playbook_loads_with_every_detector_on() -> None:
     assert {j.name for j in playbook.journeys} == {"clear-braces", "toaster"}
     detectors = playbook.detectors
     assert all(d.enabled for d in (detectors.intent, detectors.friction, detectors.place))
-    assert detectors.intent.expiry == 2 * 3_600_000  # durations are milliseconds once loaded
+    assert detectors.intent.expiry == 14 * 3_600_000  # durations are milliseconds once loaded
 
 
 def test_the_published_schema_file_is_current() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from momently.cli import main
+from momently.decide.records import DecisionQuery
 from momently.moments.playbook import load_playbook
 from momently.simulate import NoMessages, Population, compare
 from momently.simulate.engine_policy import (
@@ -79,3 +81,29 @@ def test_momently_simulate_prints_the_comparison_and_writes_the_report(
     page = report.read_text()
     assert page.startswith("<!doctype html") and "<svg" in page and "momently" in page
     assert main(["simulate", "--customers", "0"]) == 2
+
+
+def test_an_evening_search_is_answered_the_next_morning_not_in_quiet_hours() -> None:
+    """The shipped playbook keeps an intent moment for 14 hours, so a search made after
+    quiet hours begin (21:30) is answered once they end (08:00), instead of expiring."""
+    policy = EnginePolicy(batch_ms=0)
+    evening = datetime(2026, 3, 3, 22, 30, tzinfo=UTC)  # London is on UTC in early March
+    who = {"userId": "u-1", "context": {"timezone": "Europe/London"}}
+    policy.on_event(
+        {**who, "type": "identify", "messageId": "m-1", "timestamp": evening.isoformat(),
+         "traits": {"email": "ann@example.com", "first_name": "Ann"}}
+    )  # fmt: skip
+    sends = policy.on_event(
+        {**who, "type": "track", "event": "Products Searched", "messageId": "m-2",
+         "timestamp": (evening + timedelta(seconds=30)).isoformat(),
+         "properties": {"query": "best puffer jacket for winter"}}
+    )  # fmt: skip
+    decisions = policy.stage.moments.decisions(DecisionQuery(customer_id=None, limit=10))
+    intent = [d for d in decisions if d.moment_name.startswith("intent.")]
+    assert intent, decisions
+    decision = intent[0]
+    assert decision.action == "schedule", decision.reasons
+    assert decision.send_at_ms is not None
+    at = datetime.fromtimestamp(decision.send_at_ms / 1000, UTC)
+    assert at.date() == evening.date() + timedelta(days=1) and 8 <= at.hour < 21, at
+    assert [s.send_at for s in sends] == [decision.send_at_ms]
