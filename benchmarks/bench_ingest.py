@@ -57,6 +57,7 @@ from momently.events import decode_batch, normalise_batch
 from momently.store.sqlite import SqliteStore
 
 WRITE_KEY = "bench-write-key"
+ADMIN_KEY = "bench-admin-key"
 BATCH_SIZE = 100
 RUDDERSTACK_2_CORES = 1_700  # events/s, RudderStack's published figure for 2 cores
 TARGET_EVENTS_PER_S = 20_000
@@ -257,7 +258,7 @@ def serve(data_dir: Path) -> Iterator[tuple[int, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTLY_")}
     command = [sys.executable, "-m", "momently.cli", "serve", "--port", str(port)]
-    command += ["--data-dir", str(data_dir), "--write-key", WRITE_KEY]
+    command += ["--data-dir", str(data_dir), "--write-key", WRITE_KEY, "--admin-key", ADMIN_KEY]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -360,6 +361,29 @@ def end_to_end(port: int, bodies: list[bytes], connections: int, pid: int = 0) -
     )
 
 
+def stage_position(port: int) -> int:
+    """The last log seq the server's moment stage has committed (its metrics gauge)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("momently_moment_stage_position "):
+                return int(float(line.split()[1]))
+    raise RuntimeError("the server's metrics have no moment stage position")
+
+
+def stage_caught_up(port: int, logged: int, timeout: float = 300.0) -> float:
+    """Seconds until the moment stage has worked through the first ``logged`` log records
+    (it gives way to ingestion under load and catches up after)."""
+    started = time.perf_counter()
+    while stage_position(port) < logged:
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"the moment stage did not catch up in {timeout:.0f} s")
+        time.sleep(0.1)
+    return time.perf_counter() - started
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -372,6 +396,8 @@ class Report:
     event_bytes: float
     server_us: dict[str, float]  # medians over the runs, CPU µs per event
     client_us: float
+    stage_us: float  # the moment stage's CPU per event, catching up included
+    catch_up_s: float  # how long after the last acknowledgement the stage caught up
     parse_us: float
     append_us: float
 
@@ -399,18 +425,28 @@ def run(*, quick: bool = False, runs: int | None = None, connections: int = 8) -
     tags = iter(f"r{i:03d}" for i in range(1000))
     e2e: list[EndToEnd] = []
     limits: list[Limit] = []
+    catch_ups: list[float] = []
+    stage_us: list[float] = []
     work = Path(tempfile.mkdtemp(prefix="momently-bench-"))
     try:
         warm = Bodies(next(tags))
         sample = warm()
         with serve(work / "server") as (port, pid):
             end_to_end(port, [warm() for _ in range(30)], connections)  # warm-up
+            logged = 30 * BATCH_SIZE
+            stage_caught_up(port, logged)
             for number in range(runs):
                 supply = Bodies(next(tags))
                 bodies = [supply() for _ in range(batches)]
+                before = thread_cpu(pid)
                 e2e.append(end_to_end(port, bodies, connections, pid))
-                # the server's writer sits idle meanwhile (its moment stage may still
-                # be working through the log behind it)
+                # The moment stage gives way to ingestion and catches up after: its
+                # whole cost is counted, and the in-process run starts on a quiet server.
+                logged += batches * BATCH_SIZE
+                catch_ups.append(stage_caught_up(port, logged))
+                if before:
+                    stage_cpu = thread_cpu(pid)["other threads"] - before["other threads"]
+                    stage_us.append(stage_cpu / (batches * BATCH_SIZE) * 1e6)
                 supply = Bodies(next(tags))
                 bodies = [supply() for _ in range(batches)]
                 limits.append(parse_and_append(bodies, work / f"inproc{number}"))
@@ -425,6 +461,8 @@ def run(*, quick: bool = False, runs: int | None = None, connections: int = 8) -
         len(sample) / 100,
         {part: median(r.server_us[part] for r in e2e) for part in e2e[0].server_us},
         median(r.client_us for r in e2e),
+        median(stage_us) if stage_us else 0.0,
+        median(catch_ups),
         median(r.parse_us for r in limits),
         median(r.append_us for r in limits),
     )
@@ -448,6 +486,10 @@ def print_report(report: Report, connections: int) -> None:
         total = sum(report.server_us.values())
         print(
             f"    server CPU per event: {total:.0f} us ({parts}); client {report.client_us:.0f} us"
+        )
+        print(
+            f"    moment stage: {report.stage_us:.0f} us per event in all, caught up with the log"
+            f" {report.catch_up_s:.1f} s after the last acknowledgement"
         )
     print("  parse and append in process (decode + validate + Engine.ingest_groups, no HTTP)")
     print(f"    runs: {figures(report.limit)} events/s")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -38,6 +38,7 @@ from momently.metrics import Metrics
 _WIRE_SLACK = 1024
 _encode = msgspec.json.Encoder().encode
 BATCH_PATHS = ("/v1/batch", "/v1/import", "/v1/b")
+SINGLE_KINDS = ("track", "identify", "page", "screen", "alias", "group")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -186,7 +187,7 @@ class TrackingAPI:
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["tracking"])
-        for kind in ("track", "identify", "page", "screen", "alias", "group"):
+        for kind in SINGLE_KINDS:
             router.add_api_route(
                 f"/v1/{kind}",
                 self._single_route(kind),
@@ -210,6 +211,12 @@ class TrackingAPI:
             response_class=Response,
         )
         return router
+
+    def post_endpoints(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+        """The POST endpoints by path, for :class:`momently.ingest.asgi.FastPostAPI`."""
+        endpoints = {f"/v1/{kind}": self._single_route(kind) for kind in SINGLE_KINDS}
+        endpoints.update(dict.fromkeys(BATCH_PATHS, self.batch))
+        return endpoints
 
     def _single_route(self, kind: str) -> Any:
         async def endpoint(request: Request) -> Response:

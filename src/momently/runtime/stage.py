@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -413,29 +414,72 @@ class MomentStage:
 
 
 class StageRunner:
-    """Runs a :class:`MomentStage` in a thread, woken by commits and by a timer tick."""
+    """Runs a :class:`MomentStage` in a thread, woken by commits and by a timer tick.
 
-    def __init__(self, stage: MomentStage, *, tick_seconds: float = 1.0) -> None:
+    The stage gives way to ingestion: while ``busy()`` says the writer has events
+    queued, it leaves the log alone (its Python work would take the GIL from the
+    writer and the event loop, and acknowledgements would wait on it) and catches up
+    once ingestion pauses. It never falls further behind than ``max_lag`` events nor
+    waits longer than ``max_defer`` seconds: past either it takes one step anyway, so
+    under sustained load moments still follow, at most that far behind the log.
+    """
+
+    def __init__(
+        self,
+        stage: MomentStage,
+        *,
+        tick_seconds: float = 1.0,
+        busy: Callable[[], bool] | None = None,
+        max_lag: int = 100_000,
+        max_defer: float = 2.0,
+    ) -> None:
         self.stage = stage
         self.lock = threading.Lock()  # callers from other threads (world events) take it too
         self._wake = threading.Event()
         self._closed = False
         self._tick = tick_seconds
+        self._busy = busy
+        self._max_lag = max_lag
+        self._max_defer = max_defer
+        self._behind = 0  # events committed since the stage last found the log's end
+        self.deferred = 0  # passes put off for ingestion
+        self._deferring: float | None = None  # since when the stage has been giving way
         self._thread = threading.Thread(target=self._loop, name="momently-moments", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Tell the stage the log has grown."""
+    def wake(self, events: int = 0) -> None:
+        """Tell the stage the log has grown (by about ``events``)."""
+        self._behind += events
         self._wake.set()
+
+    def _yielding(self) -> bool:
+        """Whether to leave the log to ingestion for now."""
+        if self._busy is None or self._closed or not self._busy():
+            return False
+        now = time.monotonic()
+        if self._deferring is None:
+            self._deferring = now
+        return self._behind < self._max_lag and now - self._deferring < self._max_defer
 
     def _loop(self) -> None:
         while not self._closed:
             self._wake.wait(self._tick)
             self._wake.clear()
             try:
+                while self._yielding():
+                    self.deferred += 1
+                    # Woken by the next commit, or within a tick of ingestion stopping.
+                    self._wake.wait(min(self._tick, self._max_defer))
+                    self._wake.clear()
                 with self.lock:
-                    self.stage.catch_up()
-                    self.stage.tick()
+                    self._deferring = None
+                    done = self.stage.catch_up(self.stage.step)
+                    if done < self.stage.step:
+                        self._behind = 0
+                        self.stage.tick()
+                    else:
+                        self._behind = max(0, self._behind - done)
+                        self._wake.set()  # more to do: the next pass looks again
             except Exception:
                 # The batch rolled back; the checkpoint did not move, so it is retried.
                 log.exception("moment stage step failed; retrying from the checkpoint")

@@ -24,6 +24,7 @@ from momently.deliver.tracking import TokenSigner, TrackingLinks
 from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
 from momently.errors import InvalidInput, Overloaded, RateLimited, Unavailable, error_body
+from momently.ingest.asgi import FastPostAPI
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
 from momently.metrics import Metrics
 from momently.moments.detector import MomentDetector
@@ -139,7 +140,7 @@ def create_app(
         metrics.on_commit(size, seconds)
         live.on_commit(size, seconds)
         for started in runners:
-            started.wake()
+            started.wake(size)
 
     engine = PrivacyEngine(store, suppression)
     writer = Writer(engine, max_pending=settings.max_pending_events, on_commit=committed)
@@ -162,7 +163,8 @@ def create_app(
         on_moments=both(metrics.on_moments, live.on_moments),
         on_decisions=both(delivery.on_decisions, live.on_decisions),
     )
-    runner = StageRunner(stage, tick_seconds=tick_seconds)
+    # The stage gives way while the writer has events queued (see StageRunner).
+    runner = StageRunner(stage, tick_seconds=tick_seconds, busy=lambda: writer.pending > 0)
     runners.append(runner)
     privacy = Privacy(
         store=store, moments=moment_store, outbox=outbox_store, runner=runner, engine=engine,
@@ -212,7 +214,7 @@ def create_app(
             store.close()
             access.close()
 
-    app = FastAPI(
+    app = FastPostAPI(
         title="momently",
         version=__version__,
         lifespan=lifespan,
@@ -304,6 +306,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(tracking.router(), responses=TRACKING_ERRORS)
+    app.fast_posts(tracking.post_endpoints())  # the hot ones without FastAPI's stack
     app.include_router(admin_router(store, writer, access))
     app.include_router(moments_router(store, moment_store, runner, playbook, access))
     app.include_router(models_router(store, runner, access))
