@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.distributed.e2e import distributed_server  # noqa: F401 (fixture)
 from tests.nats import NATS, NatsServer, needs_nats, start_server
 
 __all__ = ["NATS", "NatsServer", "needs_nats", "start_server"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -76,6 +77,26 @@ def _errors(app: FastAPI, metrics: Metrics) -> None:
         return json_response(error_body("HTTPError", str(error.detail)), error.status_code)
 
 
+def _store_errors(app: FastAPI) -> None:
+    """A partition store that does not answer (PostgreSQL restarting, SQLite busy) is a
+    503 to retry, not a 500."""
+
+    async def unavailable(request: Request, error: Exception) -> Response:
+        log.warning("admin read failed: %s", error)
+        return json_response(
+            error_body("Unavailable", "a partition store did not answer; retry"),
+            503,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(sqlite3.OperationalError, unavailable)
+    try:
+        import psycopg
+    except ImportError:  # no PostgreSQL driver: no PostgreSQL stores either
+        return
+    app.add_exception_handler(psycopg.OperationalError, unavailable)
+
+
 def ingest_app(
     settings: LogSettings,
     write_keys: Sequence[str],
@@ -131,6 +152,7 @@ def ingest_app(
     app.include_router(tracking.router())
     if reads is not None:
         app.include_router(reads_router(reads, lambda: writer.log, access))
+        _store_errors(app)
     if playbook is not None:
         app.include_router(world_router(lambda: writer.log, playbook, SystemClock(), access))
     return app
