@@ -87,7 +87,10 @@ class MomentStage:
         self.step = step
         self._cache: OrderedDict[str, CustomerState] = OrderedDict()
         self._cache_size = cache_size
+        # One live timer per customer: ``_due_at`` says when; the heap may also hold entries
+        # a later commit superseded, skipped when popped and dropped when they pile up.
         self._timers: list[tuple[int, str]] = []
+        self._due_at: dict[str, int] = {}
         self._on_moments = on_moments
         self._on_decisions = on_decisions
         self.decided = 0
@@ -105,8 +108,8 @@ class MomentStage:
         for customer, row in moments.all_states():
             self._index(customer, decode_state(row.body))
             if row.due_ms is not None:
-                self._timers.append((row.due_ms, customer))
-        heapq.heapify(self._timers)
+                self._due_at[customer] = row.due_ms
+        self._rebuild_timers()
 
     # -- state ---------------------------------------------------------------
 
@@ -199,8 +202,8 @@ class MomentStage:
         for customer in gone:
             self._cache.pop(customer, None)
             self.audience.remove(customer)
-        self._timers = [t for t in self._timers if t[1] not in gone]
-        heapq.heapify(self._timers)
+            self._due_at.pop(customer, None)
+        self._rebuild_timers()
 
     def _remember(self, customer: str, state: CustomerState) -> None:
         self._cache[customer] = state
@@ -246,9 +249,7 @@ class MomentStage:
         for customer, state in states.items():
             self._remember(customer, state)
             self._index(customer, state)
-            due = rows[customer].due_ms
-            if due is not None:
-                heapq.heappush(self._timers, (due, customer))
+            self._set_timer(customer, rows[customer].due_ms)
         self.cooled += found.cooled
         self.decided += len(decided.decisions)
         if self._on_decisions is not None and (decided.decisions or decided.cancelled):
@@ -295,6 +296,7 @@ class MomentStage:
                     fresh.discard(winner)
                 dropped.append(loser)
             self._cache.pop(loser, None)
+            self._due_at.pop(loser, None)
             self.audience.merge(loser, winner)
         profiles = self.store.profiles(sorted({owners[r.customer_id] for r in records}))
         found = Detection()
@@ -341,7 +343,10 @@ class MomentStage:
         now = self.clock.now_ms()
         due: set[str] = set()
         while self._timers and self._timers[0][0] <= now:
-            due.add(heapq.heappop(self._timers)[1])
+            at, customer = heapq.heappop(self._timers)
+            if self._due_at.get(customer) == at:  # else superseded by a later commit
+                del self._due_at[customer]
+                due.add(customer)
         if not due:
             return 0
         states, _ = self._load(sorted(due))
@@ -363,12 +368,33 @@ class MomentStage:
         except BaseException:
             self._undo()
             for customer in due:  # try them again on the next tick
-                heapq.heappush(self._timers, (now, customer))
+                self._set_timer(customer, min(now, self._due_at.get(customer, now)))
             raise
         return len(found.moments)
 
     def next_timer(self) -> int | None:
         return self._timers[0][0] if self._timers else None
+
+    def _set_timer(self, customer: str, due: int | None) -> None:
+        """Make ``due`` the customer's one timer (None: no timer)."""
+        if due is None:
+            self._due_at.pop(customer, None)
+            return
+        if self._due_at.get(customer) == due:
+            return
+        self._due_at[customer] = due
+        heapq.heappush(self._timers, (due, customer))
+        if len(self._timers) > 2 * len(self._due_at) + 64:
+            self._rebuild_timers()  # superseded entries piled up: the heap holds only live ones
+
+    def _rebuild_timers(self) -> None:
+        self._timers = [(due, customer) for customer, due in self._due_at.items()]
+        heapq.heapify(self._timers)
+
+    def timer_count(self) -> tuple[int, int]:
+        """Customers with a timer, and entries in the timer heap (at most twice as many
+        plus a constant: superseded ones are dropped as they pile up)."""
+        return len(self._due_at), len(self._timers)
 
     # -- predictions -----------------------------------------------------------------
 

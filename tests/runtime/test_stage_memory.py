@@ -1,0 +1,68 @@
+"""Memory the moment stage holds stays bounded by its customers, not by their events:
+the same customers coming back again and again leave its timers the same size (one live
+timer per customer; superseded heap entries dropped as they pile up). Deterministic:
+counts of entries, not resident memory, on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from momently.clock import FakeClock
+from momently.engine import Engine
+from momently.moments.detector import MomentDetector
+from momently.moments.playbook import load_playbook
+from momently.moments.records import MomentQuery
+from momently.runtime.stage import MomentStage
+from momently.store.moments_sqlite import SqliteMomentStore
+from momently.store.sqlite import SqliteStore
+from tests.moments.factories import HOUR, MINUTE, T0, track
+
+CUSTOMERS = 30
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[Engine, MomentStage, FakeClock]]:
+    store = SqliteStore(tmp_path / "momently.db", synchronous="NORMAL")
+    moments = SqliteMomentStore(tmp_path / "moments.db", synchronous="NORMAL")
+    clock = FakeClock(T0)
+    stage = MomentStage(store, moments, MomentDetector(load_playbook()), clock)
+    yield Engine(store), stage, clock
+    moments.close()
+    store.close()
+
+
+def round_of_carts(engine: Engine, stage: MomentStage, clock: FakeClock, at: int) -> None:
+    """Every customer adds to the cart at ``at``: each one's timer moves to a new time."""
+    engine.ingest(
+        [
+            track("Product Added", at, user=f"c{i}", properties={"product_id": f"p{i}"})
+            for i in range(CUSTOMERS)
+        ]
+    )
+    clock.set(at)
+    stage.catch_up()
+
+
+def test_returning_customers_leave_the_timers_bounded(
+    rig: tuple[Engine, MomentStage, FakeClock],
+) -> None:
+    engine, stage, clock = rig
+    round_of_carts(engine, stage, clock, T0)
+    live, entries = stage.timer_count()
+    assert live == CUSTOMERS and entries == CUSTOMERS
+    for n in range(1, 41):  # 40 times the events, over the same customers
+        round_of_carts(engine, stage, clock, T0 + n * MINUTE)
+        live, entries = stage.timer_count()
+        assert live == CUSTOMERS
+        assert entries <= 2 * CUSTOMERS + 64  # 1,230 commits made 1,230 timers before
+    # The live timers still fire, once each, at the last cart's hour: every customer's
+    # cart is abandoned once, not once per superseded timer.
+    clock.set(T0 + 40 * MINUTE + 2 * HOUR)
+    stage.tick()
+    abandoned = stage.moments.moments(MomentQuery(name="cart-abandoned", limit=1_000))
+    assert sorted(m.customer_id for m in abandoned) == sorted({m.customer_id for m in abandoned})
+    assert len(abandoned) == CUSTOMERS
+    assert stage.timer_count()[1] <= CUSTOMERS  # fired ones are gone; new ones only if due
