@@ -1,6 +1,7 @@
 """Memory the moment stage holds stays bounded by its customers, not by their events:
 the same customers coming back again and again leave its timers the same size (one live
-timer per customer; superseded heap entries dropped as they pile up). Deterministic:
+timer per customer; superseded heap entries dropped as they pile up), and its
+world-event audience index as few interests per customer as their state. Deterministic:
 counts of entries, not resident memory, on a fake clock."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import pytest
 
 from momently.clock import FakeClock
 from momently.engine import Engine
-from momently.moments.detector import MomentDetector
+from momently.moments.detector import MAX_INTERESTS, MomentDetector
 from momently.moments.playbook import load_playbook
 from momently.moments.records import MomentQuery
+from momently.moments.world import WorldEvent
 from momently.runtime.stage import MomentStage
 from momently.store.moments_sqlite import SqliteMomentStore
 from momently.store.sqlite import SqliteStore
@@ -66,3 +68,26 @@ def test_returning_customers_leave_the_timers_bounded(
     assert sorted(m.customer_id for m in abandoned) == sorted({m.customer_id for m in abandoned})
     assert len(abandoned) == CUSTOMERS
     assert stage.timer_count()[1] <= CUSTOMERS  # fired ones are gone; new ones only if due
+
+
+def test_the_audience_index_keeps_no_more_interests_than_the_state(
+    rig: tuple[Engine, MomentStage, FakeClock],
+) -> None:
+    """A customer who views product after product: the state keeps the latest
+    MAX_INTERESTS, and the world-event audience index no more than that."""
+    engine, stage, clock = rig
+    for n in range(4 * MAX_INTERESTS):
+        at = T0 + n * MINUTE
+        engine.ingest([track("Product Viewed", at, user="u1", properties={"product_id": f"p{n}"})])
+        clock.set(at)
+        stage.catch_up()
+    customer = engine.store.owner(("user_id", "u1"))
+    assert customer is not None
+    assert stage.audience.interest_count(customer) == MAX_INTERESTS
+    latest = f"p{4 * MAX_INTERESTS - 1}"
+    world = WorldEvent(id="w", name="restock", products=(latest, "p0"))
+    assert [r.customer_id for r in stage.audience.audience(world, None, clock.now_ms())] == [
+        customer
+    ]  # still found by a recent interest
+    old = WorldEvent(id="w2", name="restock", products=("p0",))
+    assert stage.audience.audience(old, None, clock.now_ms()) == []  # the oldest was let go

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Final
 
 import numpy as np
@@ -187,6 +187,36 @@ class AudienceIndex:
             entry.products = _appended(entry.products, product)
         if category is not None and _touch(self._categories, category, customer_id, ts_ms):
             entry.categories = _appended(entry.categories, category)
+
+    def keep_interests(
+        self, customer_id: str, products: Collection[str], categories: Collection[str]
+    ) -> int:
+        """Forget the customer's interests not named here (the customer's state keeps only
+        its latest ones: the index must not keep more); returns how many went."""
+        entry = self._entries.get(customer_id)
+        if entry is None:
+            return 0
+        gone = 0
+        for maps, names, kept in (
+            (self._products, entry.products, products),
+            (self._categories, entry.categories, categories),
+        ):
+            for name in _names(names):
+                if name not in kept:
+                    _discard(maps, name, customer_id)
+                    gone += 1
+        if gone:
+            entry.products = _kept(entry.products, self._products, customer_id)
+            entry.categories = _kept(entry.categories, self._categories, customer_id)
+            self._drop_if_empty(customer_id, entry)
+        return gone
+
+    def interest_count(self, customer_id: str) -> int:
+        """How many products and categories the index holds for the customer."""
+        entry = self._entries.get(customer_id)
+        if entry is None:
+            return 0
+        return len(_names(entry.products)) + len(_names(entry.categories))
 
     def subscribe(self, customer_id: str, topic: str) -> None:
         """Subscribe a customer to a topic."""

@@ -175,6 +175,11 @@ class MomentStage:
                 self.audience.add_interest(customer, product=value, ts_ms=ts)
             elif kind == "category":
                 self.audience.add_interest(customer, category=value, ts_ms=ts)
+        if self.audience.interest_count(customer) > len(state.interests):
+            # The state keeps only its latest interests (MAX_INTERESTS): so does the index.
+            products = {k[8:] for k in state.interests if k.startswith("product:")}
+            categories = {k[9:] for k in state.interests if k.startswith("category:")}
+            self.audience.keep_interests(customer, products, categories)
         for topic in state.topics:
             self.audience.subscribe(customer, topic)
 
