@@ -30,8 +30,11 @@ metrics against their naive baselines, with how often the truth is recovered.
 
 Times are the thread's CPU time by default (``--clock cpu``): on a shared
 machine wall time (``--clock wall``) also counts other processes' turns on
-the core. Run ``python benchmarks/bench_predict.py [--quick] [--runs N]
-[--clock cpu|wall]``; it prints the medians of the runs.
+the core. ``--bytecodes N`` counts instead the Python bytecodes that learning
+and every answer run, per event, over N events after the training 40%: a
+measure no other process changes (C code, river's Cython included, counts
+nothing). Run ``python benchmarks/bench_predict.py [--quick] [--runs N]
+[--clock cpu|wall] [--bytecodes N]``; it prints the medians of the runs.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 import msgspec
 
@@ -50,6 +55,7 @@ from momently.decide.signals import Signals
 from momently.moments.detector import CustomerState, decode_state, encode_state
 from momently.predict import Predictor
 from momently.predict.replay import replay
+from momently.predict.state import PredictState
 from momently.predict.synthetic import Stream, population
 
 TARGET_MEDIAN_US = 50.0
@@ -121,6 +127,41 @@ def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
     return run
 
 
+def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int]]:
+    """Python bytecodes run per event by learning (with the timers) and by every answer."""
+    predictor = Predictor()
+    split = int(len(stream.events) * 0.4)
+    states = replay(predictor, stream.events[:split], stream.profiles)
+    count = 0
+
+    def opcodes(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "opcode":
+            count += 1
+        return opcodes
+
+    def calls(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        return opcodes
+
+    learned: list[int] = []
+    answered: list[int] = []
+    for customer, event in stream.events[split : split + events]:
+        profile = stream.profiles.get(customer)
+        state = states.setdefault(customer, PredictState())
+        count = 0
+        sys.settrace(calls)
+        predictor.on_event(customer, state, event, profile)
+        sys.settrace(None)
+        learned.append(count)
+        count = 0
+        sys.settrace(calls)
+        predictor.predictions(state, profile, event.timestamp_ms).everything()
+        sys.settrace(None)
+        answered.append(count)
+    return learned, answered
+
+
 def truth(run: Run, stream: Stream) -> tuple[float, float, int]:
     """How often the best hour and the best channel are the customer's true ones."""
     assert run.predictor is not None
@@ -142,11 +183,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument(
+        "--bytecodes", type=int, default=0, metavar="N", help="count bytecodes over N events"
+    )
     args = parser.parse_args(argv)
     clock = time.thread_time_ns if args.clock == "cpu" else time.perf_counter_ns
     customers, days = (300, 14) if args.quick else (1_500, 21)
     runs = 2 if args.quick else args.runs
     stream = population(customers, days=days, seed=7)
+    if args.bytecodes > 0:
+        learned, answered = bytecodes(stream, args.bytecodes)
+        both = [a + b for a, b in zip(learned, answered, strict=True)]
+        print(f"Python bytecodes per event over {len(both):,} events after the training 40%:")
+        for label, values in (
+            ("learn", learned),
+            ("every answer", answered),
+            ("learn + every answer", both),
+        ):
+            print(
+                f"  {label:22s} median {statistics.median(values):7,.0f}"
+                f"  mean {statistics.fmean(values):7,.0f}"
+            )
+        return 0
     print(
         f"{customers} synthetic customers, {days} days, {len(stream.events):,} events; "
         f"medians of {runs} runs (the first 40% of each run trains, untimed); "
