@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import signal
@@ -59,7 +60,10 @@ def soak(args: argparse.Namespace, work: Path) -> int:
             f"{server.rss_bytes() / 2**20:.1f} MiB",
             flush=True,
         )
-        print(f"{'min':>5}{'events':>11}{'rss MiB':>9}{'p99 ms':>8}{'p50 ms':>8}{'non-200':>8}")
+        print(
+            f"{'min':>5}{'events':>11}{'rss MiB':>9}{'p99 ms':>8}{'p50 ms':>8}{'non-200':>8}"
+            f"{'load':>6}"
+        )
         rows: list[tuple[float, float, float]] = []  # minute, rss MiB, p99 ms
 
         async def sample(start: float, until: float) -> None:
@@ -81,7 +85,7 @@ def soak(args: argparse.Namespace, work: Path) -> int:
                 rows.append((t, rss, tail))
                 print(
                     f"{t:>5.1f}{load.ledger.acked_events:>11,}{rss:>9.1f}{tail:>8.1f}"
-                    f"{middle:>8.1f}{bad:>8}",
+                    f"{middle:>8.1f}{bad:>8}{os.getloadavg()[0]:>6.1f}",  # the machine's 1-min load
                     flush=True,
                 )
 
