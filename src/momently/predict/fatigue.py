@@ -29,7 +29,7 @@ from typing import Final
 
 from momently.predict.decay import bump, read
 from momently.predict.delayed import expired, mark
-from momently.predict.linear import ScaledLogistic
+from momently.predict.linear import ScaledLogistic, SGDScaledLogistic
 from momently.predict.settings import DAY, HOUR, PredictSettings
 from momently.predict.state import Contact, PredictState, Snapshot
 from momently.predict.types import Features
@@ -53,7 +53,7 @@ FEATURES: Final = (
 
 def fatigue_model() -> ScaledLogistic:
     """A fresh population model (see :mod:`momently.predict.linear`): plain SGD steps."""
-    return ScaledLogistic(optimizer="SGD")
+    return SGDScaledLogistic()
 
 
 def features(contact: Contact, now: int) -> Features:

@@ -56,9 +56,6 @@ _preprocessing: Any = preprocessing
 _linear_model: Any = linear_model
 
 
-_OPTIMIZERS: Final[dict[str, Any]] = {"AdaGrad": optim.AdaGrad, "SGD": optim.SGD}
-
-
 def _sigmoid(z: float) -> float:
     # river.utils.math.sigmoid, which LogisticRegression's loss applies, exactly.
     if z < -30:
@@ -76,11 +73,9 @@ class ScaledLogistic(base.Classifier):
     clip
         Standardised features are clipped to ±``clip``.
     learning_rate
-        The optimizer's learning rate for the weights.
+        AdaGrad's learning rate for the weights.
     intercept_lr
         The intercept's learning rate.
-    optimizer
-        River's optimizer of the weights: ``"AdaGrad"`` or ``"SGD"``.
     """
 
     def __init__(
@@ -88,22 +83,21 @@ class ScaledLogistic(base.Classifier):
         clip: float = CLIP,
         learning_rate: float = 0.05,
         intercept_lr: float = 0.05,
-        optimizer: str = "AdaGrad",
     ) -> None:
-        if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, not {optimizer!r}")
         self.clip = clip
         self.learning_rate = learning_rate
         self.intercept_lr = intercept_lr
-        self.optimizer = optimizer
         self.scaler: Any = _preprocessing.StandardScaler()
         self.regression: Any = _linear_model.LogisticRegression(
-            optimizer=_OPTIMIZERS[optimizer](learning_rate), intercept_lr=intercept_lr
+            optimizer=self._optimizer(learning_rate), intercept_lr=intercept_lr
         )
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
     def __str__(self) -> str:
         return "StandardScaler | clip | LogisticRegression"
+
+    def _optimizer(self, learning_rate: float) -> Any:
+        return optim.AdaGrad(learning_rate)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -111,7 +105,6 @@ class ScaledLogistic(base.Classifier):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("optimizer", "AdaGrad")  # pickled before it was a parameter
         self.__dict__.update(state)
 
     def _scaled(self, x: Features) -> Features:
@@ -174,6 +167,20 @@ class ScaledLogistic(base.Classifier):
 
 
 _Compiled = tuple[list[float], list[float], list[float], float]  # lows, highs, slopes, offset
+
+
+class SGDScaledLogistic(ScaledLogistic):
+    """:class:`ScaledLogistic` with river's plain SGD steps instead of AdaGrad's.
+
+    A class of its own rather than a parameter, so that the version of a model
+    that keeps AdaGrad (its hyperparameters hashed) is the one it always had.
+    """
+
+    def __str__(self) -> str:
+        return "StandardScaler | clip | LogisticRegression (SGD)"
+
+    def _optimizer(self, learning_rate: float) -> Any:
+        return optim.SGD(learning_rate)
 
 
 def logistic() -> ScaledLogistic:
