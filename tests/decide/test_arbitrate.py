@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,6 +72,26 @@ def test_offers_follow_the_customer_family_or_student() -> None:
     assert student.offer == "student-toaster"
     refused = {c.offer: c.refused for c in family.candidates}
     assert "profile conditions" in (refused["student-toaster"] or "")
+
+
+def test_an_offer_for_a_place_answers_moments_at_that_place_only() -> None:
+    here = {
+        "id": "doughnuts-here",
+        "value": 12,
+        "for": {"moments": ["place.enter"], "places": ["store-12"]},
+        "messages": {"push": {"body": "Hot doughnuts"}},
+    }
+    arbiter = Arbiter(spec(offers=[here]))
+    at = MONDAY_NY + 12 * HOUR
+    signals = Signals(propensity=0.3)
+    for place, fits in (("store-12", True), ("station-kx", False), (None, False)):
+        m = moment(at, kind="go", name="place.enter")
+        if place is not None:
+            m = msgspec.structs.replace(m, details={"place": place})
+        decision = arbiter.decide(m, profile(), signals, Contacts(), at)
+        assert (decision.offer == "doughnuts-here") is fits, (place, decision.reasons)
+        if not fits:
+            assert decision.candidates[0].refused == "eligibility: for places store-12"
 
 
 def test_in_app_when_the_app_is_open_now() -> None:

@@ -33,8 +33,8 @@ class Offer:
     channels: tuple[str, ...]  # those it has a message for, in order
     marketing: bool
     worth: float  # value × priority
-    refusals: tuple[str, str, str]  # why it does not fit: kinds, moments, categories
-    plain: bool  # fits every moment of its kinds: no names, categories, stages or profile
+    refusals: tuple[str, str, str, str]  # why it does not fit: kinds, moments, categories, places
+    plain: bool  # fits every moment of its kinds: no names, categories, places, stages, profile
 
     @classmethod
     def of(cls, spec: OfferSpec, tests: dict[str, ProfileTest] | None = None) -> Offer:
@@ -61,8 +61,11 @@ class Offer:
                 f"for {'/'.join(target.kinds)} moments, not ",
                 f"for moments {', '.join(target.moments)}",
                 f"for categories {', '.join(target.categories)}",
+                f"for places {', '.join(target.places)}",
             ),
-            plain=not (target.moments or target.categories or target.stages or eligible),
+            plain=not (
+                target.moments or target.categories or target.places or target.stages or eligible
+            ),
         )
 
     def why_not(
@@ -77,6 +80,8 @@ class Offer:
             return self.refusals[1]
         if target.categories and moment.details.get("category") not in target.categories:
             return self.refusals[2]
+        if target.places and moment.details.get("place") not in target.places:
+            return self.refusals[3]
         if target.stages:
             stages = moment.context.get("journeys", {})
             for journey, wanted in target.stages.items():

@@ -272,6 +272,9 @@ class OfferTarget(SpecModel):
     kinds: tuple[MomentKind, ...] = ()
     moments: tuple[str, ...] = Field((), description="moment names")
     categories: tuple[str, ...] = Field((), description="the moment's product category")
+    places: tuple[str, ...] = Field(
+        (), description="the place the moment is at (place ids; place moments carry one)"
+    )
     stages: dict[str, tuple[str, ...]] = Field(
         {}, description="journey -> stages the customer must be in"
     )

@@ -156,6 +156,7 @@ EXAMPLE_OFFERS: Final = {
     "student-toaster": "toasters",
     "cart-reminder": "*",
     "store-nearby": "bakery",
+    "doughnuts-here": "bakery",
     "how-to-guide": "guides",
     "sorry-voucher": "*",
     "braces-consultation": "orthodontics",
