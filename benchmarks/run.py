@@ -5,7 +5,7 @@ figures with the ratios against a baseline measured in the same run, and
 returns non-zero only when it could not measure. Names pick some of them
 (``ingest``, ``moments``, ``intent``, ``friction``, ``world``, ``decide``,
 ``ope``, ``bandit``, ``deliver``, ``moment_to_send``, ``cdnow``,
-``predict``, ``simulate``, ``distributed``, ``postgres``); none runs all.
+``predict``, ``simulate``, ``distributed``, ``postgres``, ``partition_reads``); none runs all.
 ``fuzz`` (over 100,000 generated cases) and ``soak`` (30 minutes, or
 ``--crash-cycles N``) are long, and run only when named.
 """
@@ -35,6 +35,7 @@ BENCHMARKS = (
     "simulate",
     "distributed",
     "postgres",
+    "partition_reads",
 )
 OPT_IN = ("fuzz", "soak")  # long: only when named
 
