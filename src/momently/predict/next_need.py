@@ -211,9 +211,8 @@ def successors_in(history: Sequence[str], last: str | None) -> dict[str, float]:
     own: dict[str, float] = {}
     if last is None or last not in history[:-1]:
         return own
-    for i in range(len(history) - 1):
-        if history[i] == last:
-            b = history[i + 1]
+    for a, b in zip(history[:-1], history[1:], strict=True):  # each token and its successor
+        if a == last:
             own[b] = own.get(b, 0.0) + 1.0
     return own
 

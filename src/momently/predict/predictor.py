@@ -44,8 +44,10 @@ from momently.predict.localtime import hour_of_week
 from momently.predict.next_need import (
     NextNeed,
     context_of,
+    frequencies_in,
     in_top_k,
     own_evidence,
+    successors_in,
     top_k,
 )
 from momently.predict.population import Population
@@ -265,9 +267,11 @@ class Predictor:
         return (n * p + (m - n) * prior) / m
 
     def ranked(self, name: str, history: list[str], sequence: bool) -> Ranked:
-        model = cast(NextNeed, self.population.model(name))
-        scores = model.scores(*context_of(history), own_evidence(history, sequence))
-        return tuple(top_k(scores, self.settings.top_k))
+        model = cast(NextNeed, self.population.slots[name].model)
+        last = history[-1] if history else None
+        prev = history[-2] if len(history) > 1 else None
+        own = successors_in(history, last) if sequence else frequencies_in(history)
+        return tuple(top_k(model.scores(last, prev, own), self.settings.top_k))
 
     # -- the population ------------------------------------------------------
 
