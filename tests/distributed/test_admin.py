@@ -50,3 +50,16 @@ def test_refusals_and_partition_progress(distributed_server: DistributedServer) 
             assert answer.json()["field"] == field
     profile = get("/api/profiles/u1").json()
     assert profile["userId"] == "u1" and profile["counts"] == {"track": 1}
+
+    # The playbook and journey reads, over every partition.
+    journeys = get("/api/journeys").json()
+    assert journeys and all(j["stages"] for j in journeys)
+    report = get(f"/api/journeys/{journeys[0]['name']}")
+    assert report.status_code == 200, report.text
+    assert get("/api/journeys/no-such-journey").json()["field"] == "name"
+    assert get("/api/customers/u1/journeys").json() == []
+    assert get("/api/customers/nobody/journeys").status_code == 404
+    assert get("/api/playbook").json()["journeys"]
+    assert get("/api/playbook/schema").status_code == 200
+    moment_stats = get("/api/moments/stats").json()
+    assert moment_stats["worldEvents"] == 0 and "checkpoint" not in moment_stats

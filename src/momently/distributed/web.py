@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from momently import __version__
 from momently.clock import SystemClock
 from momently.distributed.admin import Partitions, reads_router
+from momently.distributed.journeys import journeys_router
 from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.worker import Worker
 from momently.distributed.world import world_router
@@ -155,6 +156,8 @@ def ingest_app(
         _store_errors(app)
     if playbook is not None:
         app.include_router(world_router(lambda: writer.log, playbook, SystemClock(), access))
+        if reads is not None:
+            app.include_router(journeys_router(reads, playbook, access))
     return app
 
 
