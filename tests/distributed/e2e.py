@@ -14,7 +14,6 @@ everything the stream holds (polled, with a deadline).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Iterator
@@ -109,15 +108,20 @@ def distributed(
             # As momently worker --outbox: one outbox for all, a sender per worker, the
             # outcomes published back to the log.
             clock = SystemClock()
-            delivery = WorkerDelivery(chosen, open_outbox(outbox), clock, environ={})
+            delivery = WorkerDelivery(
+                chosen,
+                open_outbox(outbox),
+                clock,
+                environ={},
+                partitions=Partitions(log, store, moments_url_for(store)),
+            )
             running.callback(delivery.close)  # after the worker has stopped
-            identities = Partitions(log, store, moments_url_for(store))
             worker = Worker(
                 settings,
                 MomentDetector(chosen),
                 clock,
                 deliver=delivery.for_partition,
-                on_start=functools.partial(delivery.attach, partitions=identities),
+                on_start=delivery.attach,
             )
             delivery.start()
             running.enter_context(serve(worker_app(worker)))

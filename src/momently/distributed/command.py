@@ -7,7 +7,6 @@ imported only when a command runs.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import socket
 from typing import Any
@@ -109,15 +108,18 @@ def worker_command(args: argparse.Namespace) -> int:
     playbook = load_playbook(args.playbook)
     clock = SystemClock()
     delivery = (
-        WorkerDelivery(playbook, open_outbox(args.outbox), clock, environ=os.environ)
+        # The sender reads every partition's stores for the customers it sends to.
+        WorkerDelivery(
+            playbook,
+            open_outbox(args.outbox),
+            clock,
+            environ=os.environ,
+            partitions=Partitions(log, args.store, moments_url),
+        )
         if args.outbox
         else None
     )
-    on_start = None
-    if delivery is not None:
-        # The sender names each customer by the ids their partition's store holds.
-        identities = Partitions(log, args.store, moments_url)
-        on_start = functools.partial(delivery.attach, partitions=identities)
+    on_start = delivery.attach if delivery is not None else None
     worker = Worker(
         settings,
         MomentDetector(playbook),

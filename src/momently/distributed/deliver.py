@@ -14,7 +14,8 @@ the log as in the embedded mode, published to the stream by the worker's NATS
 connection (:meth:`WorkerDelivery.attach`), so the customer's partition folds
 it into their history like any event; its ``messageId`` is the send's, so a
 repeat is dropped. The sender may send for any partition, so it names the
-customer by the ids the partitions' stores hold for them.
+customer by the ids the partitions' stores hold for them, and checks their
+consent at send time (as the embedded server does) against the profile there.
 
 Not yet done in distributed mode: messages carry no tracking links (no public
 URL or secret in a worker).
@@ -31,10 +32,13 @@ from momently.clock import Clock
 from momently.deliver.channels.inapp import InAppHub
 from momently.deliver.types import OutboxStore
 from momently.engine import IngestResult
+from momently.errors import ConfigError
 from momently.events import Event
 from momently.moments.playbook import Playbook
+from momently.privacy.consent import gate_routes
 from momently.runtime.delivery import Delivery, Ingest, Routes, build_routes
 from momently.runtime.stage import Decided
+from momently.state.profile import Profile
 from momently.store.memory import MemoryStore
 from momently.store.moments_memory import MemoryMomentStore
 from momently.types import IdentityKey, MomentStore, Store
@@ -57,14 +61,16 @@ class LogSubmitter:
         return asyncio.run_coroutine_threadsafe(self.log.write(events), self.loop)
 
 
-class PartitionIdentities:
-    """The ids the partitions' stores hold for a customer, wherever they are."""
+class PartitionView:
+    """What the sender reads of a customer it may send to, from whichever partition
+    holds them: their ids (to name them in outcome events) and their profile (for
+    the consent check at send time)."""
 
     def __init__(self, partitions: Partitions) -> None:
         self.partitions = partitions
 
     def canonical(self, customer_id: str) -> str | None:
-        return customer_id
+        return customer_id  # each partition resolves it in the reads below
 
     def identities(self, customer_id: str) -> list[IdentityKey]:
         def read(part: Part) -> list[IdentityKey]:
@@ -73,6 +79,14 @@ class PartitionIdentities:
 
         found = self.partitions.each(read)
         return [key for keys in found for key in keys]
+
+    def profile(self, customer_id: str) -> Profile | None:
+        def read(part: Part) -> Profile | None:
+            canonical = part.store.canonical(customer_id)
+            return None if canonical is None else part.store.profile(canonical)
+
+        found = [p for p in self.partitions.each(read) if p is not None]
+        return max(found, key=lambda p: p.last_seen) if found else None
 
 
 class WorkerDelivery:
@@ -86,6 +100,7 @@ class WorkerDelivery:
         *,
         environ: Mapping[str, str] | None = None,
         routes: Routes | None = None,
+        partitions: Partitions | None = None,
     ) -> None:
         self.spec = playbook.decide
         self.outbox = outbox
@@ -95,9 +110,15 @@ class WorkerDelivery:
             if routes is not None
             else build_routes(self.spec, environ or {}, clock, InAppHub(clock))
         )
-        # The sender reads no partition's stores: it claims entries and sends them.
+        self._partitions = partitions
+        if partitions is not None:
+            # As the embedded server does: every provider checks consent as it stands
+            # at send time, here in the customer's partition (ConsentGate reads
+            # canonical() and profile()).
+            view = cast("Store", PartitionView(partitions))
+            self.routes.routes = gate_routes(self.routes.routes, self.spec, view)
+        # The sender claims entries and sends them; it reads no partition's log.
         self.sender = self._delivery(MemoryStore(), MemoryMomentStore())
-        self._partitions: Partitions | None = None
 
     def _delivery(self, store: Store, moments: MomentStore) -> Delivery:
         return Delivery(
@@ -122,12 +143,14 @@ class WorkerDelivery:
 
         return submit
 
-    def attach(self, log: EventLog, partitions: Partitions) -> None:
+    def attach(self, log: EventLog) -> None:
         """Publish outcome events to the log (called on the worker's loop once NATS is
-        connected; outcomes before then are counted, not logged)."""
-        self._partitions = partitions
+        connected; outcomes before then are counted, not logged). Needs the
+        partitions, to name each customer by the ids their partition holds."""
+        if self._partitions is None:
+            raise ConfigError("outcome events need the partitions' stores (partitions=)")
         writer = cast("Writer", LogSubmitter(log, asyncio.get_running_loop()))
-        store = cast("Store", PartitionIdentities(partitions))  # Ingest reads only these two
+        store = cast("Store", PartitionView(self._partitions))  # Ingest reads two methods
         self.sender.ingest = Ingest(writer, store, self.clock)
 
     def start(self) -> None:
