@@ -125,6 +125,25 @@ def test_world_event_fans_out_once(app: App) -> None:
     assert len(moments) == 1 and moments[0]["details"]["message"] == "Hot doughnuts now"
 
 
+def test_a_world_event_reaches_customers_the_stage_has_not_read_yet(app: App) -> None:
+    runner: StageRunner = app.client.app.state.stage  # type: ignore[attr-defined]
+    runner._busy = lambda: True  # ingestion never pauses: the stage keeps giving way
+    runner._max_defer = 3_600.0
+    post(
+        app,
+        {
+            "userId": "dan",
+            "event": "Location Updated",
+            "timestamp": iso(app.clock.now_ms()),
+            "context": {"location": {"latitude": 51.5154, "longitude": -0.1410, "accuracy": 5}},
+        },
+    )
+    body = {"id": "hot-now-2", "name": "hot-now", "near": {"place": "store-12", "radius_m": 300}}
+    answer = app.client.post("/api/world-events", json=body, headers=app.admin)
+    assert answer.json() == {"id": "hot-now-2", "recipients": 1, "duplicate": False}
+    runner._busy = None
+
+
 def test_bad_world_events_are_refused_and_change_nothing(app: App) -> None:
     bad: list[tuple[dict[str, Any], int]] = [
         ({"id": "w", "name": "x"}, 422),  # no audience

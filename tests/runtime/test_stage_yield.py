@@ -8,6 +8,7 @@ behind, so sustained load cannot starve it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 
@@ -100,13 +101,44 @@ def test_a_stage_kept_waiting_max_defer_steps_anyway(parts: tuple[Engine, Moment
     engine, stage = parts
     busy = Ingestion()
     busy.queued = True
-    runner = StageRunner(stage, tick_seconds=60, busy=busy, max_lag=1_000, max_defer=0.05)
+    seconds = itertools.count(0.0, 1.0)  # each reading of the clock a second later
+    runner = StageRunner(
+        stage,
+        tick_seconds=60,
+        busy=busy,
+        max_lag=1_000,
+        max_defer=0.05,
+        monotonic=lambda: next(seconds),
+    )
     try:
         send(engine, runner, 3)
         until(lambda: stage.position == 3)
         assert runner.deferred > 0
     finally:
         runner.close()
+
+
+def test_timers_fire_while_the_stage_is_still_behind_the_log(
+    parts: tuple[Engine, MomentStage],
+) -> None:
+    engine, stage = parts
+    stage.step = 2  # every pass takes a full step of 2 until the 10th event
+    fired_at: list[int] = []
+    tick = stage.tick
+
+    def counted_tick() -> int:
+        fired_at.append(stage.position)
+        return tick()
+
+    setattr(stage, "tick", counted_tick)  # noqa: B010 - an instance attribute on purpose
+    minutes = itertools.count(0.0, 60.0)  # a tick's worth of seconds between readings
+    runner = StageRunner(stage, tick_seconds=60, monotonic=lambda: next(minutes))
+    try:
+        send(engine, runner, 10)
+        until(lambda: stage.position == 10)
+    finally:
+        runner.close()
+    assert any(position < 10 for position in fired_at), fired_at
 
 
 def test_without_a_busy_signal_the_stage_keeps_pace(parts: tuple[Engine, MomentStage]) -> None:

@@ -378,7 +378,12 @@ class MomentStage:
         return len(found.moments)
 
     def next_timer(self) -> int | None:
-        return self._timers[0][0] if self._timers else None
+        """When the earliest live timer is due (superseded entries at the heap's head
+        are dropped first); None without one."""
+        timers = self._timers
+        while timers and self._due_at.get(timers[0][1]) != timers[0][0]:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
 
     def _set_timer(self, customer: str, due: int | None) -> None:
         """Make ``due`` the customer's one timer (None: no timer)."""
@@ -452,7 +457,10 @@ class StageRunner:
     writer and the event loop, and acknowledgements would wait on it) and catches up
     once ingestion pauses. It never falls further behind than ``max_lag`` events nor
     waits longer than ``max_defer`` seconds: past either it takes one step anyway, so
-    under sustained load moments still follow, at most that far behind the log.
+    under sustained load moments still follow, at most that far behind the log. Timers
+    (an abandoned cart, a dwell, a label coming due) fire on every pass that reaches
+    the log's end and, while it is still behind, at least once per ``tick_seconds``.
+    ``monotonic`` is the clock those seconds are read from (tests pass their own).
     """
 
     def __init__(
@@ -463,6 +471,7 @@ class StageRunner:
         busy: Callable[[], bool] | None = None,
         max_lag: int = 100_000,
         max_defer: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stage = stage
         self.lock = threading.Lock()  # callers from other threads (world events) take it too
@@ -472,7 +481,10 @@ class StageRunner:
         self._busy = busy
         self._max_lag = max_lag
         self._max_defer = max_defer
-        self._behind = 0  # events committed since the stage last found the log's end
+        self._monotonic = monotonic
+        self._behind = 0  # events committed and not yet read by the stage (about)
+        self._behind_lock = threading.Lock()  # the writer adds, the stage subtracts
+        self._ticked = monotonic()
         self.deferred = 0  # passes put off for ingestion
         self._deferring: float | None = None  # since when the stage has been giving way
         self._thread = threading.Thread(target=self._loop, name="momently-moments", daemon=True)
@@ -480,14 +492,15 @@ class StageRunner:
 
     def wake(self, events: int = 0) -> None:
         """Tell the stage the log has grown (by about ``events``)."""
-        self._behind += events
+        with self._behind_lock:
+            self._behind += events
         self._wake.set()
 
     def _yielding(self) -> bool:
         """Whether to leave the log to ingestion for now."""
         if self._busy is None or self._closed or not self._busy():
             return False
-        now = time.monotonic()
+        now = self._monotonic()
         if self._deferring is None:
             self._deferring = now
         return self._behind < self._max_lag and now - self._deferring < self._max_defer
@@ -505,11 +518,13 @@ class StageRunner:
                 with self.lock:
                     self._deferring = None
                     done = self.stage.catch_up(self.stage.step)
-                    if done < self.stage.step:
-                        self._behind = 0
-                        self.stage.tick()
-                    else:
+                    with self._behind_lock:
                         self._behind = max(0, self._behind - done)
+                    now = self._monotonic()
+                    if done < self.stage.step or now - self._ticked >= self._tick:
+                        self._ticked = now
+                        self.stage.tick()
+                    if done >= self.stage.step:
                         self._wake.set()  # more to do: the next pass looks again
             except Exception:
                 # The batch rolled back; the checkpoint did not move, so it is retried.

@@ -115,6 +115,9 @@ def moments_router(
             if event.near.place not in {p.id for p in playbook.places}:
                 raise InvalidInput(f"no place {event.near.place!r} in the playbook", "near.place")
         with runner.lock:
+            # The stage may be giving way to ingestion: read what was acknowledged before
+            # this event first, so a customer located just before it is in its audience.
+            runner.stage.catch_up()
             result = runner.stage.world_event(event)
         return {"id": result.id, "recipients": result.recipients, "duplicate": result.duplicate}
 
