@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _BINS = 10  # calibration bins
-_RESOLUTION = 1000  # ROC AUC: predictions are ranked to 1/1000
+_PER_UNIT = 100  # ROC AUC: predictions are ranked to 0.01 in log-odds ...
+_SPAN = 20  # ... over [-20, 20] (p from 2e-9 to 1 - 2e-9; beyond, the end bins)
+_RANKS = 2 * _SPAN * _PER_UNIT + 1
 _EPS = 1e-15  # log loss: p clamped to [eps, 1 - eps], as river's LogLoss does
 
 
@@ -31,13 +33,17 @@ class BinaryTracker:
     """ROC AUC, log loss and calibration of a binary classifier, beside the base rate.
 
     Every update is O(1) — a label costs a few additions, not a pass over
-    thresholds: the predictions are counted by label in 1,001 bins of width
-    1/1000, and ROC AUC is worked out from them when it is read. It is the
-    exact Mann–Whitney AUC of the predictions rounded down to 1/1000 (ties
-    count a half), within 0.0001 of the AUC of the raw predictions, where
-    river's ``ROCAUC`` interpolates between 10 thresholds and read 0.003 to
-    0.008 lower on the same labels (and cost 10 confusion-matrix updates a
-    label). Log loss is river's ``LogLoss`` (the same clamp), kept as a sum.
+    thresholds: the predictions are counted by label in 4,001 bins 0.01 wide
+    in log-odds, and ROC AUC is worked out from them when it is read. It is
+    the exact Mann–Whitney AUC of the predictions so binned (ties count a
+    half): two predictions tie only when their odds are within 1% of each
+    other, however rare the event — bins of equal width in p would have put
+    all of fatigue's 0.001–0.01 into a handful of ties (scores drawn from
+    Beta(1, 1000): 0.718 in 1/1000 bins against the raw predictions' 0.753;
+    in log-odds bins 0.753). River's ``ROCAUC`` interpolates between 10
+    thresholds and read 0.003 to 0.008 lower on the same labels (and costs
+    10 confusion-matrix updates a label). Log loss is river's ``LogLoss``
+    (the same clamp), kept as a sum.
     """
 
     def __init__(self) -> None:
@@ -46,11 +52,11 @@ class BinaryTracker:
         self.sum_p = 0.0
         self.loss = 0.0  # sum of log losses
         self.baseline_loss = 0.0  # ... of the base rate known before each label
-        self.ranked = [0] * (2 * (_RESOLUTION + 1))  # per bin: negatives, then positives
+        self.ranked = [0] * (2 * _RANKS)  # per bin: negatives, then positives
         self.bins = [[0, 0.0, 0] for _ in range(_BINS)]  # labels, sum of p, positives
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "ranked" not in state:  # a snapshot of the river-metric tracker: start afresh
+        if len(state.get("ranked", ())) != 2 * _RANKS:  # an older tracker's: start afresh
             state = BinaryTracker().__dict__
         self.__dict__.update(state)
 
@@ -59,15 +65,17 @@ class BinaryTracker:
         n, positives = self.n, self.positives
         prior = (positives + 1) / (n + 2)  # what was known before this label
         q = 1.0 - _EPS if p > 1.0 - _EPS else p if p > _EPS else _EPS
+        at = (math.log(q / (1.0 - q)) + _SPAN) * _PER_UNIT
+        rank = 2 * (int(at) if 0.0 < at < _RANKS else 0 if at <= 0.0 else _RANKS - 1)
         if y:
             self.loss -= math.log(q)
             self.baseline_loss -= math.log(prior)
-            self.ranked[2 * int(p * _RESOLUTION) + 1] += 1
+            self.ranked[rank + 1] += 1
             self.positives = positives + 1
         else:
             self.loss -= math.log(1.0 - q)
             self.baseline_loss -= math.log(1.0 - prior)
-            self.ranked[2 * int(p * _RESOLUTION)] += 1
+            self.ranked[rank] += 1
         self.n = n + 1
         self.sum_p += p
         row = self.bins[int(p * _BINS) if p < 1.0 else _BINS - 1]
