@@ -122,9 +122,11 @@ def ingest_app(
             yield
         finally:
             found, writer.log = writer.log, None
-            await found.close()
-            if reads is not None:
-                await asyncio.to_thread(reads.close)
+            try:
+                await found.close()
+            finally:
+                if reads is not None:
+                    await asyncio.to_thread(reads.close)
 
     app = FastAPI(title="momently ingest", version=__version__, lifespan=lifespan)
     app.state.writer = writer

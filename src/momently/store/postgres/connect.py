@@ -152,26 +152,36 @@ def open_pool(
     key = (target.conninfo, options)
     with _shared_lock:
         shared = _shared.get(key)
+        if shared is not None:
+            if target.pool_max > shared.pool.max_size:
+                shared.pool.resize(shared.pool.min_size, target.pool_max)
+            shared.users += 1
+            return SchemaPool(key, shared, target.schema), target
+    # Opened outside the lock: a server that does not answer holds up only this open
+    # (up to the wait's 30 s), not every other store's open and close in the process.
+    pool = ConnectionPool(
+        target.conninfo,
+        min_size=1,
+        max_size=target.pool_max,
+        kwargs={"autocommit": True, "options": options} if options else {"autocommit": True},
+        name=name,
+        open=True,
+    )
+    try:
+        pool.wait(timeout=30)
+    except BaseException:
+        pool.close()
+        raise
+    with _shared_lock:
+        shared = _shared.get(key)
+        spare = shared is not None  # another thread opened the same one meanwhile
         if shared is None:
-            pool = ConnectionPool(
-                target.conninfo,
-                min_size=1,
-                max_size=target.pool_max,
-                kwargs={"autocommit": True, "options": options}
-                if options
-                else {"autocommit": True},
-                name=name,
-                open=True,
-            )
-            try:
-                pool.wait(timeout=30)
-            except BaseException:
-                pool.close()
-                raise
             shared = _shared[key] = _Shared(pool)
         elif target.pool_max > shared.pool.max_size:
             shared.pool.resize(shared.pool.min_size, target.pool_max)
         shared.users += 1
+    if spare:
+        pool.close()  # theirs is used
     return SchemaPool(key, shared, target.schema), target
 
 
