@@ -21,7 +21,7 @@ from momently.clock import FakeClock
 from momently.config import Settings
 from momently.store.sqlite import SqliteStore
 from momently.web.app import create_app
-from tests.nats import nats_server  # noqa: F401 (fixture)
+from tests.nats_server import nats_server  # noqa: F401 (fixture)
 from tests.postgres import _stop_postgres_at_session_end, postgres  # noqa: F401 (fixtures)
 
 # Property tests are deterministic and database-free: the same examples on every run.

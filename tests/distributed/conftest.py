@@ -1,4 +1,4 @@
-"""The distributed tests' fixtures: the session's nats-server (from :mod:`tests.nats`,
+"""The distributed tests' fixtures: the session's nats-server (from :mod:`tests.nats_server`,
 a fixture of the whole suite) and a stream of each test's own on it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.distributed.e2e import distributed_server  # noqa: F401 (fixture)
-from tests.nats import NATS, NatsServer, needs_nats, start_server
+from tests.nats_server import NATS, NatsServer, needs_nats, start_server
 
 __all__ = ["NATS", "NatsServer", "needs_nats", "start_server"]
 _streams = itertools.count(1)

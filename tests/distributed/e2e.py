@@ -34,7 +34,7 @@ from momently.distributed.worker import Worker, WorkerSettings
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
 from tests.conftest import ADMIN_KEY, WRITE_KEY, Server
-from tests.nats import NatsServer
+from tests.nats_server import NatsServer
 from tests.postgres import Cluster
 from tests.web.serve import serve
 
