@@ -46,7 +46,15 @@ from momently.state.profile import Profile, normal_email, normal_phone
 from momently.store import open_moment_store, open_store
 from momently.types import MomentStore, Store
 from momently.web import models
-from momently.web.admin import NotFound, admin_guard, millis, page_cursor
+from momently.web.admin import (
+    NotFound,
+    admin_guard,
+    event_cursor,
+    event_page,
+    millis,
+    page_cursor,
+    profile_body,
+)
 from momently.web.auth import AdminAuth
 
 T = TypeVar("T")
@@ -136,8 +144,18 @@ class Partitions:
             part.store.close()
 
 
-def _newest(pages: Sequence[Sequence[T]], key: Callable[[T], tuple[int, str]]) -> list[T]:
-    return sorted((item for page in pages for item in page), key=key, reverse=True)
+def _newest_page(
+    pages: Sequence[Sequence[T]], key: Callable[[T], tuple[int, str]], limit: int
+) -> tuple[list[T], str | None]:
+    """The newest ``limit`` items of the partitions' pages (each newest first, up to
+    ``limit + 1`` long), and the ``"{at_ms}~{id}"`` cursor of the next page (None at
+    the end)."""
+    found = sorted((item for page in pages for item in page), key=key, reverse=True)
+    page = found[:limit]
+    if not page or len(found) <= limit:
+        return page, None
+    at, key_id = key(page[-1])
+    return page, f"{at}~{key_id}"
 
 
 def reads_router(
@@ -206,12 +224,7 @@ def reads_router(
     def profile(id: str) -> dict[str, Any]:  # noqa: A002 - the path names it id
         """The profile of the customer known by ``id``, from the partition that holds it."""
         part, customer = partitions.find(id)
-        found = part.store.profile(customer)
-        if found is None:
-            raise NotFound(f"no customer is known by {id!r}", "id")
-        body = found.to_json()
-        body["identities"] = [{"kind": k, "value": v} for k, v in part.store.identities(customer)]
-        return body
+        return profile_body(part.store, customer, id)
 
     @router.get("/api/events", response_model=models.EventPage)
     def events(
@@ -220,22 +233,9 @@ def reads_router(
         cursor: Annotated[str | None, Query(description="`next` from the previous page")] = None,
     ) -> dict[str, Any]:
         """The customer's stored events in their partition's log order, a page at a time."""
-        after = 0
-        if cursor:
-            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-                raise InvalidInput("not a cursor this API gave out", "cursor")
-            after = int(cursor)
+        after = event_cursor(cursor)
         part, customer_id = partitions.find(customer, "customer")
-        records = part.store.customer_events(customer_id, after, limit + 1)
-        page = records[:limit]
-        return {
-            "customerId": customer_id,
-            "events": [
-                {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
-                for r in page
-            ],
-            "next": str(page[-1].seq) if len(records) > limit else None,
-        }
+        return event_page(part.store, customer_id, after, limit)
 
     @router.get("/api/moments", response_model=models.MomentPage)
     def list_moments(
@@ -265,13 +265,8 @@ def reads_router(
             if where
             else partitions.each(lambda p: p.moments.moments(query))
         )
-        found = _newest(pages, lambda m: (m.at_ms, m.moment_id))[: limit + 1]
-        page = found[:limit]
-        last = page[-1] if page else None
-        return {
-            "moments": [msgspec.to_builtins(m) for m in page],
-            "next": f"{last.at_ms}~{last.moment_id}" if last and len(found) > limit else None,
-        }
+        page, after = _newest_page(pages, lambda m: (m.at_ms, m.moment_id), limit)
+        return {"moments": [msgspec.to_builtins(m) for m in page], "next": after}
 
     @router.get("/api/decisions", response_model=models.DecisionPage)
     def list_decisions(
@@ -303,13 +298,8 @@ def reads_router(
             if where
             else partitions.each(lambda p: p.moments.decisions(query))
         )
-        found = _newest(pages, lambda d: (d.at_ms, d.decision_id))[: limit + 1]
-        page = found[:limit]
-        last = page[-1] if page else None
-        return {
-            "decisions": [msgspec.to_builtins(d) for d in page],
-            "next": f"{last.at_ms}~{last.decision_id}" if last and len(found) > limit else None,
-        }
+        page, after = _newest_page(pages, lambda d: (d.at_ms, d.decision_id), limit)
+        return {"decisions": [msgspec.to_builtins(d) for d in page], "next": after}
 
     @router.get("/api/decisions/{decision_id}", response_model=models.Decision)
     def get_decision(decision_id: Annotated[str, Path(max_length=100)]) -> dict[str, Any]:

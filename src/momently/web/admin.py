@@ -44,6 +44,44 @@ class NotFound(InvalidInput):
     status = 404
 
 
+def profile_body(store: Store, customer: str, identifier: str) -> dict[str, Any]:
+    """``GET /api/profiles/{id}``'s answer: the merged profile with its identities."""
+    found = store.profile(customer)
+    if found is None:
+        raise NotFound(f"no customer is known by {identifier!r}", "id")
+    body = found.to_json()
+    body["identities"] = [{"kind": k, "value": v} for k, v in store.identities(customer)]
+    return body
+
+
+def event_cursor(cursor: str | None) -> int:
+    """The log position in a ``next`` cursor of ``GET /api/events`` (0 without one).
+
+    >>> event_cursor("42"), event_cursor(None)
+    (42, 0)
+    """
+    if not cursor:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+        raise InvalidInput("not a cursor this API gave out", "cursor")
+    return int(cursor)
+
+
+def event_page(store: Store, customer_id: str, after: int, limit: int) -> dict[str, Any]:
+    """``GET /api/events``'s answer: the customer's events after log position ``after``,
+    in log order, ``limit`` at most, with the cursor of the next page."""
+    records = store.customer_events(customer_id, after, limit + 1)
+    page = records[:limit]
+    return {
+        "customerId": customer_id,
+        "events": [
+            {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
+            for r in page
+        ],
+        "next": str(page[-1].seq) if len(records) > limit else None,
+    }
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.Error, "description": "missing or wrong admin key"},
     403: {"model": models.Error, "description": "the admin key lacks the scope needed"},
@@ -94,13 +132,7 @@ def admin_router(store: Store, writer: Writer, admin_key: AdminAuth) -> APIRoute
     @router.get("/api/profiles/{id}", response_model=models.Profile)
     def profile(id: str) -> dict[str, Any]:  # noqa: A002 - the path names it id
         """The merged profile of the customer known by ``id`` (any identifier)."""
-        customer = find_customer(store, id)
-        found = store.profile(customer)
-        if found is None:
-            raise NotFound(f"no customer is known by {id!r}", "id")
-        body = found.to_json()
-        body["identities"] = [{"kind": k, "value": v} for k, v in store.identities(customer)]
-        return body
+        return profile_body(store, find_customer(store, id), id)
 
     @router.get("/api/events", response_model=models.EventPage)
     def events(
@@ -109,22 +141,8 @@ def admin_router(store: Store, writer: Writer, admin_key: AdminAuth) -> APIRoute
         cursor: Annotated[str | None, Query(description="`next` from the previous page")] = None,
     ) -> dict[str, Any]:
         """The customer's stored events, in log order, a page at a time."""
-        after = 0
-        if cursor:
-            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-                raise InvalidInput("not a cursor this API gave out", "cursor")
-            after = int(cursor)
-        customer_id = find_customer(store, customer, "customer")
-        records = store.customer_events(customer_id, after, limit + 1)
-        page = records[:limit]
-        return {
-            "customerId": customer_id,
-            "events": [
-                {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
-                for r in page
-            ],
-            "next": str(page[-1].seq) if len(records) > limit else None,
-        }
+        after = event_cursor(cursor)
+        return event_page(store, find_customer(store, customer, "customer"), after, limit)
 
     combined = APIRouter()
     combined.include_router(open_routes)
