@@ -1,9 +1,18 @@
 """Soak and crash cycle: a real ``momently serve`` on loopback under a steady event rate.
 
 * **soak** (default): ``--minutes`` (30) at ``--rate`` events a second (2,000),
-  open-loop; every minute the server's resident memory (from /proc) and the p99
-  of the batch answers' latency; at the end memory and p99 at start and end, and
-  their slopes (least squares over the minutes after the first, the warm-up).
+  open-loop, over ``--population`` returning customers (1,000) and a new complaining
+  customer every 40 batches. First a **warm-up** (``--warm-up`` product views per
+  customer, 300) brings the customers' state to its steady size: the views are sent
+  as fast as the server takes them, stamped at the soak's own pace over the time just
+  before it starts, so each customer's windows (at most 256 items, up to 24 h long)
+  are already as full as the steady rate keeps them, and the timed phase measures a
+  server in its steady state, not one whose windows are still filling (without it
+  memory rises for as long as the longest window, then stops: see the README). The
+  stage reads the whole warm-up before the clock starts. Every minute the server's
+  resident memory (from /proc) and the p99 of the batch answers' latency; at the end
+  memory and p99 at start and end, and their slopes (least squares over the minutes
+  after the first).
   Afterwards every acknowledged event is checked in the log, exactly once.
 * **crash cycle** (``--crash-cycles N``): the same load, and every few seconds
   (``--cycle-seconds``, varied by a seeded draw) the server is killed with SIGKILL
@@ -34,12 +43,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the harness lives beside the tests
 
+from tests.conftest import WRITE_KEY  # noqa: E402
 from tests.deliver.servers import http_server  # noqa: E402
-from tests.soak import Load, Serve, check, p99, settle, soak_playbook  # noqa: E402
+from tests.soak import Load, Serve, check, make_batch, p99, settle, soak_playbook  # noqa: E402
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -49,11 +61,58 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return statistics.linear_regression(xs, ys).slope
 
 
+async def warm_up(url: str, args: argparse.Namespace) -> int:
+    """Send ``args.warm_up`` product views per customer, stamped over the time before
+    now at the soak's own rate per customer; closed-loop, resent on a 429."""
+    size = 100
+    total = args.warm_up * args.population
+    batches = -(-total // size)
+    span_ms = int(total / args.rate * 1000)  # the steady rate's time for this many views
+    start_ms = int(time.time() * 1000) - span_ms
+    sem = asyncio.Semaphore(4)
+    acked = 0
+
+    async def post(client: httpx.AsyncClient, number: int) -> None:
+        nonlocal acked
+        at = start_ms + number * span_ms // batches
+        _, _, body = make_batch("warm", number, size, False, args.population, at)
+        async with sem:
+            while True:
+                answer = await client.post(
+                    url + "/v1/batch",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                    auth=(WRITE_KEY, ""),
+                )
+                if answer.status_code == 200:
+                    acked += size
+                    return
+                if answer.status_code != 429:
+                    raise RuntimeError(f"warm-up: {answer.status_code} {answer.text[:200]}")
+                await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        await asyncio.gather(*(post(client, n) for n in range(batches)))
+    return acked
+
+
 def soak(args: argparse.Namespace, work: Path) -> int:
     with http_server() as sink:
         server = Serve(work / "data", soak_playbook(work, sink.url))
         server.start()
-        load = Load(server.url, rate=args.rate, batch=args.batch, tag="soak")
+        if args.warm_up:
+            began = time.monotonic()
+            warmed = asyncio.run(warm_up(server.url, args))
+            settle(server, timeout_s=3600)
+            print(
+                f"warm-up: {warmed:,} product views over {args.population:,} customers "
+                f"({args.warm_up} each) stored and read by the stage in "
+                f"{time.monotonic() - began:.0f} s",
+                flush=True,
+            )
+        load = Load(
+            server.url, rate=args.rate, batch=args.batch, tag="soak", population=args.population
+        )
         print(
             f"soak: {args.minutes:g} min at {args.rate:,.0f} events/s "
             f"(batches of {args.batch}), server pid {server.pid}, rss at start "
@@ -178,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=2_000.0, help="events a second")
     parser.add_argument("--batch", type=int, default=50, help="events a request")
+    parser.add_argument("--population", type=int, default=1_000, help="returning customers")
+    parser.add_argument(
+        "--warm-up", type=int, default=300, help="product views per customer before the soak"
+    )
     parser.add_argument("--sample-seconds", type=float, default=60.0)
     parser.add_argument("--crash-cycles", type=int, default=0)
     parser.add_argument("--cycle-seconds", type=float, default=6.0)
@@ -187,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.minutes = min(args.minutes, 1.0)
         args.sample_seconds = min(args.sample_seconds, 15.0)
+        args.warm_up = min(args.warm_up, 20)
         if args.crash_cycles:
             args.crash_cycles = min(args.crash_cycles, 3)
     work = Path(tempfile.mkdtemp(prefix="momently-soak-"))

@@ -181,11 +181,18 @@ def iso(ms: int) -> str:
 
 
 def make_batch(
-    tag: str, number: int, size: int, complain: bool
+    tag: str,
+    number: int,
+    size: int,
+    complain: bool,
+    population: int = POPULATION,
+    at_ms: int | None = None,
 ) -> tuple[list[str], str | None, bytes]:
     """``size`` events; with ``complain``, the first two are a new customer's app open and
-    complaint. Timestamps are now: the server decides on its own clock."""
+    complaint. Timestamps are now (the server decides on its own clock), or ``at_ms`` for
+    the product views, a time in the past, sent now (``sentAt``)."""
     now = int(time.time() * 1000)
+    viewed = now if at_ms is None else at_ms
     messages: list[dict[str, Any]] = []
     complainer = None
     if complain:
@@ -201,9 +208,9 @@ def make_batch(
         )  # fmt: skip
     while len(messages) < size:
         i = len(messages)
-        user = f"pop-{(number * size + i) % POPULATION}"
+        user = f"pop-{(number * size + i) % population}"
         messages.append(
-            {"type": "track", "event": "Product Viewed", "userId": user, "timestamp": iso(now),
+            {"type": "track", "event": "Product Viewed", "userId": user, "timestamp": iso(viewed),
              "properties": {"product_id": f"sku-{i % 40}", "price": 9.5 + i % 7},
              "context": {"device": {"id": f"{user}-phone", "model": "Pixel 8"}}}
         )  # fmt: skip
@@ -223,13 +230,18 @@ class Load:
     batch: int = 50
     complain_every: int = 40
     tag: str = "s"
+    population: int = POPULATION
     max_in_flight: int = 64
     ledger: Ledger = field(default_factory=Ledger)
     sent_batches: int = 0
 
     async def _post(self, client: httpx.AsyncClient, number: int, sem: asyncio.Semaphore) -> None:
         ids, complainer, body = make_batch(
-            self.tag, number, self.batch, complain=number % self.complain_every == 0
+            self.tag,
+            number,
+            self.batch,
+            complain=number % self.complain_every == 0,
+            population=self.population,
         )
         async with sem:
             started = time.monotonic()
