@@ -53,6 +53,82 @@ class Erasure:
     deliveries: int
 
 
+def gather(
+    store: Store,
+    moments: MomentStore,
+    outbox: OutboxStore | None,
+    playbook: Playbook,
+    customer: str,
+) -> dict[str, Any]:
+    """What one set of stores holds about the canonical ``customer`` (and the customers
+    merged into it), as JSON values: the body of an export. Also what distributed mode
+    gathers from each partition that knows the customer (:mod:`momently.distributed.privacy`).
+    """
+    profile = store.profile(customer)
+    members = sorted({customer, *(profile.merged_from if profile is not None else ())})
+    events: list[dict[str, Any]] = []
+    after = 0
+    while page := store.customer_events(customer, after, PAGE):
+        events.extend(
+            {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
+            for r in page
+        )
+        after = page[-1].seq
+    found_moments: list[Any] = []
+    decisions: list[Any] = []
+    deliveries: list[Any] = []
+    journeys: list[Any] = []
+    for member in members:
+        found_moments.extend(msgspec.to_builtins(m) for m in _moments_of(moments, member))
+        decisions.extend(msgspec.to_builtins(d) for d in _decisions_of(moments, member))
+        if outbox is not None:
+            deliveries.extend(
+                e.to_json() for e in outbox.entries(customer_id=member, limit=1_000_000)
+            )
+        for journey in playbook.journeys:
+            journeys.extend(
+                msgspec.to_builtins(r) for r in moments.journey_runs(journey.name, member)
+            )
+    states = {
+        member: msgspec.to_builtins(decode_state(row.body))
+        for member, row in moments.states(members).items()
+    }
+    shown = profile.to_json() if profile is not None else None
+    return {
+        "profile": shown,
+        "identities": [{"kind": k, "value": v} for k, v in store.identities(customer)],
+        "consent": shown["consent"] if shown is not None else {},
+        "events": events,
+        "moments": found_moments,
+        "decisions": decisions,
+        "deliveries": deliveries,
+        "journeys": journeys,
+        "state": states,
+    }
+
+
+def _moments_of(store: MomentStore, customer: str) -> list[Any]:
+    found: list[Any] = []
+    before = None
+    while True:
+        page = store.moments(MomentQuery(customer_id=customer, before=before, limit=PAGE))
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+        before = (page[-1].at_ms, page[-1].moment_id)
+
+
+def _decisions_of(store: MomentStore, customer: str) -> list[Any]:
+    found: list[Any] = []
+    before = None
+    while True:
+        page = store.decisions(DecisionQuery(customer_id=customer, before=before, limit=PAGE))
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+        before = (page[-1].at_ms, page[-1].decision_id)
+
+
 class Privacy:
     """Export, erasure and retention across the log, the moment store and the outbox."""
 
@@ -94,73 +170,13 @@ class Privacy:
     def export(self, identifier: str) -> dict[str, Any]:
         """Everything held about the customer known by ``identifier``, as JSON values."""
         customer = find_customer(self.store, identifier)
-        profile = self.store.profile(customer)
-        if profile is None:
+        if self.store.profile(customer) is None:
             raise NotFound(f"no customer is known by {identifier!r}", "id")
-        members = sorted({customer, *profile.merged_from})
-        events: list[dict[str, Any]] = []
-        after = 0
-        while page := self.store.customer_events(customer, after, PAGE):
-            events.extend(
-                {"seq": r.seq, "customerId": r.customer_id, **msgspec.to_builtins(r.event)}
-                for r in page
-            )
-            after = page[-1].seq
-        moments: list[Any] = []
-        decisions: list[Any] = []
-        deliveries: list[Any] = []
-        journeys: list[Any] = []
-        for member in members:
-            moments.extend(msgspec.to_builtins(m) for m in self._moments_of(member))
-            decisions.extend(msgspec.to_builtins(d) for d in self._decisions_of(member))
-            deliveries.extend(
-                e.to_json() for e in self.outbox.entries(customer_id=member, limit=1_000_000)
-            )
-            for journey in self.playbook.journeys:
-                journeys.extend(
-                    msgspec.to_builtins(r) for r in self.moments.journey_runs(journey.name, member)
-                )
-        states = {
-            member: msgspec.to_builtins(decode_state(row.body))
-            for member, row in self.moments.states(members).items()
-        }
         return {
             "customerId": customer,
             "exportedAt": self.clock.now_ms(),
-            "profile": profile.to_json(),
-            "identities": [{"kind": k, "value": v} for k, v in self.store.identities(customer)],
-            "consent": profile.to_json()["consent"],
-            "events": events,
-            "moments": moments,
-            "decisions": decisions,
-            "deliveries": deliveries,
-            "journeys": journeys,
-            "state": states,
+            **gather(self.store, self.moments, self.outbox, self.playbook, customer),
         }
-
-    def _moments_of(self, customer: str) -> list[Any]:
-        found: list[Any] = []
-        before = None
-        while True:
-            page = self.moments.moments(
-                MomentQuery(customer_id=customer, before=before, limit=PAGE)
-            )
-            found.extend(page)
-            if len(page) < PAGE:
-                return found
-            before = (page[-1].at_ms, page[-1].moment_id)
-
-    def _decisions_of(self, customer: str) -> list[Any]:
-        found: list[Any] = []
-        before = None
-        while True:
-            page = self.moments.decisions(
-                DecisionQuery(customer_id=customer, before=before, limit=PAGE)
-            )
-            found.extend(page)
-            if len(page) < PAGE:
-                return found
-            before = (page[-1].at_ms, page[-1].decision_id)
 
     # -- erasure -----------------------------------------------------------------------
 
