@@ -109,7 +109,17 @@ class Partitions:
 
     def find(self, identifier: str, field: str = "id") -> tuple[Part, str]:
         """The partition and canonical customer the identifier names (module docstring)."""
+        hits = self.hits(identifier)
+        if not hits:
+            raise NotFound(f"no customer is known by {identifier!r}", field)
+        part, customer, _ = max(
+            hits, key=lambda h: (h[2].user_id is not None, h[2].last_seen, -h[0].partition)
+        )
+        return part, customer
 
+    def hits(self, identifier: str) -> list[tuple[Part, str, Profile]]:
+        """Every partition that knows the identifier, with its canonical customer there
+        and their profile (privacy rights reach them all)."""
         candidates = [(kind, identifier) for kind in KINDS]
         candidates[KINDS.index("email")] = ("email", normal_email(identifier) or identifier)
         candidates[KINDS.index("phone")] = ("phone", normal_phone(identifier) or identifier)
@@ -127,13 +137,7 @@ class Partitions:
             profile = part.store.profile(customer)
             return None if profile is None else (part, customer, profile)
 
-        hits = [hit for hit in self.each(lookup) if hit is not None]
-        if not hits:
-            raise NotFound(f"no customer is known by {identifier!r}", field)
-        part, customer, _ = max(
-            hits, key=lambda h: (h[2].user_id is not None, h[2].last_seen, -h[0].partition)
-        )
-        return part, customer
+        return [hit for hit in self.each(lookup) if hit is not None]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
