@@ -68,7 +68,8 @@ def _free_port() -> int:
 class Cluster:
     """One running PostgreSQL server in a temporary directory."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, settings: tuple[str, ...] = ()) -> None:
+        """``settings``: server settings (``"wal_recycle=off"``…) beside the defaults."""
         self.bindir = _bindir()
         self.base = Path(tempfile.mkdtemp(prefix="momently-pg-"))
         self.data = self.base / "data"
@@ -89,6 +90,7 @@ class Cluster:
         )  # fmt: skip
         self._log = (self.base / "server.log").open("wb")
         self._durable = durable
+        self._settings = [arg for setting in settings for arg in ("-c", setting)]
         self._start()
         with psycopg.connect(self.url_for_database("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
@@ -102,6 +104,7 @@ class Cluster:
                 "-h", "127.0.0.1", "-k", str(self.base),
                 "-c", "max_connections=400", "-c", "shared_buffers=32MB",
                 *([] if self._durable else _FAST),
+                *self._settings,
             ],
             stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=self._as_owner,
         )  # fmt: skip

@@ -17,6 +17,7 @@ import msgspec
 from momently.events import Event, decode_event, encode_event
 from momently.state.profile import Profile
 from momently.store.postgres import fence as fences
+from momently.store.postgres import wal
 from momently.store.postgres.connect import open_pool, transaction
 from momently.types import Changes, Fence, IdentityKey, LogRecord
 
@@ -213,10 +214,11 @@ class PostgresStore:
         return int(gone)
 
     def _scrub(self, *tables: str) -> None:
-        """Rewrite the tables, so the deleted rows' bytes leave their files (not the WAL,
-        which the server recycles at its checkpoints, nor backups)."""
+        """Rewrite the tables, so the deleted rows' bytes leave their files, then retire
+        the WAL that holds them (see :mod:`momently.store.postgres.wal`); not backups."""
         with self._pool.connection() as conn:
             conn.execute(f"VACUUM FULL {', '.join(tables)}")
+        wal.retire(self._pool)
 
     def suppressed(self) -> set[str]:
         with self._pool.connection() as conn:

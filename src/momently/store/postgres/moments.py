@@ -23,6 +23,7 @@ from momently.moments.journey_stats import JourneyRecord
 from momently.moments.model import Moment
 from momently.moments.records import ModelSnapshot, MomentBatch, MomentQuery, StateRow
 from momently.store.postgres import fence as fences
+from momently.store.postgres import wal
 from momently.store.postgres.connect import open_pool, transaction
 from momently.types import Fence
 
@@ -280,6 +281,7 @@ class PostgresMomentStore:
             )
         with self._pool.connection() as conn:  # the rows' bytes out of the table files
             conn.execute(f"VACUUM FULL {', '.join(tables)}")
+        wal.retire(self._pool)  # and out of the WAL, where allowed
         return int(gone)
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from psycopg.rows import TupleRow
 
 from momently.deliver.message import decode, encode
 from momently.deliver.records import DONE, STATES, Entry, State
+from momently.store.postgres import wal
 from momently.store.postgres.connect import open_pool, transaction
 
 _COLUMNS: Final = (
@@ -259,6 +260,7 @@ class PostgresOutboxStore:
         if getattr(self._local, "conn", None) is None:  # VACUUM cannot run in a batch
             with self._pool.connection() as conn:  # the rows' bytes out of the table file
                 conn.execute("VACUUM FULL outbox")
+            wal.retire(self._pool)  # and out of the WAL, where allowed
         return int(gone)
 
     def next_due_ms(self, channels: Collection[str] | None = None) -> int | None:
