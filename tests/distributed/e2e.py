@@ -122,6 +122,7 @@ def distributed(
                 clock,
                 deliver=delivery.for_partition,
                 on_start=delivery.attach,
+                outbox=delivery.outbox,  # as momently worker --outbox: erasures reach it
             )
             delivery.start()
             running.enter_context(serve(worker_app(worker)))

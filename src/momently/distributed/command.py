@@ -126,6 +126,7 @@ def worker_command(args: argparse.Namespace) -> int:
         clock,
         deliver=delivery.for_partition if delivery is not None else None,
         on_start=on_start,
+        outbox=delivery.outbox if delivery is not None else None,  # erasures reach it
     )
     print(
         f"momently worker {settings.owner}: {len(partitions)} partitions of {log.stream},"
@@ -148,7 +149,8 @@ def worker_command(args: argparse.Namespace) -> int:
 def serve_log(settings: Any, log_url: str) -> int:
     """``momently serve --log nats://…``: a stateless ingest node in front of the log;
     with ``--store`` naming the workers' partition stores (``{partition}``) it answers
-    the admin API's reads from them too."""
+    the admin API's reads from them too, and the privacy routes (with the workers'
+    outbox from ``MOMENTLY_OUTBOX``, the URL of their ``--outbox``, for deliveries)."""
     import uvicorn
 
     from momently.distributed.admin import Partitions
@@ -161,15 +163,19 @@ def serve_log(settings: Any, log_url: str) -> int:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
     log = LogSettings.from_url(log_url)
     reads = None
+    outbox = None
     if settings.store:
         moments = settings.moment_store or moments_url_for(settings.store)
         reads = Partitions(log, settings.store, moments)
+        if os.environ.get("MOMENTLY_OUTBOX"):
+            outbox = open_outbox(os.environ["MOMENTLY_OUTBOX"])
     app = ingest_app(
         log,
         settings.write_keys,
         admin_key=settings.admin_key,
         reads=reads,
         playbook=load_playbook(settings.playbook),
+        outbox=outbox,
     )
     print(f"momently ingest node on http://{settings.host}:{settings.port} → {log_url}", flush=True)
     config = uvicorn.Config(

@@ -15,7 +15,7 @@ store; its ids are deterministic, so a replay decides and sends nothing twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from momently.clock import Clock
 from momently.engine import Engine
@@ -27,6 +27,10 @@ from momently.moments.world import WorldEvent
 from momently.runtime.stage import Decided, MomentStage
 from momently.store import open_moment_store, open_store
 from momently.types import Changes, Fence, MomentStore, Store
+
+if TYPE_CHECKING:
+    from momently.deliver.types import OutboxStore
+    from momently.distributed.privacy import EraseCommand
 
 
 class FencedStore(Store, Protocol):
@@ -69,6 +73,8 @@ class Shard:
         self.token = token
         self.store: FencedStore = store  # type: ignore[assignment]
         self.moments = moments
+        # The shared outbox, where an erase command reaches the sends (set by the worker).
+        self.outbox: OutboxStore | None = None
         fence = self.store.fence()
         self.position = fence.position if fence is not None else 0
         # The token goes in before anything else: from here on, writes of a former
@@ -104,13 +110,15 @@ class Shard:
             store.close()
             raise
 
-    def apply(self, batch: Sequence[tuple[int, Event | WorldEvent]]) -> int:
+    def apply(self, batch: Sequence[tuple[int, Event | WorldEvent | EraseCommand]]) -> int:
         """Fold stream messages (stream seq, event) into state; returns events new to it.
 
         Messages at or before the committed position were applied already (a
         replay after a takeover): they are skipped here, and any that slip
         through are dropped by the ``messageId`` dedupe. A world event among them
-        is applied in its place in the stream, after the events before it.
+        is applied in its place in the stream, after the events before it; so is an
+        erase command (:mod:`momently.distributed.privacy`), its position committed
+        after the customer is gone from the stores.
         """
         accepted = 0
         run: list[tuple[int, Event]] = []
@@ -121,9 +129,14 @@ class Shard:
             accepted += self._events(run)
             run = []
             if seq > self.position:
-                # Replayed after a crash between the two commits: the stage finds the
-                # world event's id committed and does nothing.
-                self.stage.world_event(item)
+                if isinstance(item, WorldEvent):
+                    # Replayed after a crash between the two commits: the stage finds
+                    # the world event's id committed and does nothing.
+                    self.stage.world_event(item)
+                else:  # an erase command; a replay of it finds nobody left to erase
+                    from momently.distributed.privacy import erase_in_shard
+
+                    erase_in_shard(self, item)
                 self.store.commit([], Changes(fence=Fence(self.token, seq)))
                 self.position = seq
         return accepted + self._events(run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,9 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from momently import __version__
 from momently.clock import SystemClock
+from momently.deliver.types import OutboxStore
 from momently.distributed.admin import Partitions, reads_router
 from momently.distributed.journeys import journeys_router
 from momently.distributed.log import EventLog, LogSettings
+from momently.distributed.privacy import DistributedPrivacy, LogHandle, distributed_privacy_router
 from momently.distributed.worker import Worker
 from momently.distributed.world import world_router
 from momently.engine import IngestResult
@@ -30,7 +33,8 @@ from momently.errors import InvalidInput, Unavailable, error_body
 from momently.events import Event
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
-from momently.moments.playbook import Playbook
+from momently.moments.playbook import Playbook, load_playbook
+from momently.privacy.suppression import SECRET_ENV, Suppression, privacy_secret
 from momently.web.auth import Access
 from momently.web.models import Health
 
@@ -42,10 +46,17 @@ class LogWriter:
 
     def __init__(self) -> None:
         self.log: EventLog | None = None
+        # The erased identities (shared by every ingest node): their events are dropped.
+        self.suppression: Suppression | None = None
 
     async def write(self, events: Sequence[Event]) -> IngestResult:
         if self.log is None:
             raise Unavailable(retry_after=1)
+        if self.suppression is not None and len(self.suppression):
+            drops = self.suppression.drops
+            events = [e for e in events if not drops(e)]
+            if not events:
+                return IngestResult(0, 0)
         return await self.log.write(events)
 
 
@@ -105,24 +116,54 @@ def ingest_app(
     admin_key: str | None = None,
     reads: Partitions | None = None,
     playbook: Playbook | None = None,
+    outbox: OutboxStore | None = None,
+    privacy_key: bytes | None = None,
 ) -> FastAPI:
     """A stateless ingest node: validate, append to JetStream, answer after the acks.
 
     With ``reads`` (the partitions' stores) and an admin key it also answers the admin
     API's reads (:mod:`momently.distributed.admin`); with the ``playbook`` the workers
-    run, ``POST /api/world-events`` (:mod:`momently.distributed.world`).
+    run, ``POST /api/world-events`` (:mod:`momently.distributed.world`). With ``reads``
+    too: the privacy routes (:mod:`momently.distributed.privacy`), over the workers'
+    shared ``outbox`` if given, with the suppression key ``privacy_key`` (default
+    ``MOMENTLY_PRIVACY_SECRET``: the same on every ingest node).
     """
     writer = LogWriter()
     metrics = Metrics()
+    handle = LogHandle()
+    privacy: DistributedPrivacy | None = None
+    if reads is not None:
+        if privacy_key is None and SECRET_ENV not in os.environ:
+            log.warning(
+                "%s is not set: this ingest node's suppression digests match no other"
+                " node's, nor its own after a restart; set it to one value on every node",
+                SECRET_ENV,
+            )
+        key = privacy_key if privacy_key is not None else privacy_secret(os.environ, None)
+        writer.suppression = Suppression(key)
+        privacy = DistributedPrivacy(
+            reads,
+            handle,
+            writer.suppression,
+            playbook or load_playbook(None),
+            SystemClock(),
+            outbox=outbox,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer.log = await EventLog.open(settings)
         try:
+            if privacy is not None:
+                await privacy.start(writer.log)  # the erased identities, before any ingest
+            handle.log, handle.loop = writer.log, asyncio.get_running_loop()
             yield
         finally:
             found, writer.log = writer.log, None
+            handle.log = None
             try:
+                if privacy is not None:
+                    await privacy.stop()
                 await found.close()
             finally:
                 if reads is not None:
@@ -156,6 +197,8 @@ def ingest_app(
     if reads is not None:
         app.include_router(reads_router(reads, lambda: writer.log, access))
         _store_errors(app)
+    if privacy is not None:
+        app.include_router(distributed_privacy_router(privacy, handle, SystemClock()))
     if playbook is not None:
         app.include_router(world_router(lambda: writer.log, playbook, SystemClock(), access))
         if reads is not None:

@@ -37,10 +37,12 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from momently.clock import Clock
+from momently.deliver.types import OutboxStore
 from momently.distributed.lease import DEFAULT_TTL_MS, Lease, Leases
 from momently.distributed.log import EventLog, LogSettings, connect, ensure_stream
 from momently.distributed.metrics import PartitionMetrics
 from momently.distributed.partition import subject
+from momently.distributed.privacy import EraseCommand, decode_erase, is_erase
 from momently.distributed.shard import Shard
 from momently.distributed.world import decode_world, is_world
 from momently.errors import Fenced
@@ -85,8 +87,11 @@ class Worker:
         metrics: PartitionMetrics | None = None,
         on_applied: Callable[[int, list[tuple[int, Event]], int], None] | None = None,
         on_start: Callable[[EventLog], None] | None = None,
+        outbox: OutboxStore | None = None,
     ) -> None:
         self.settings = settings
+        # The shared outbox, where an erase command reaches the customer's sends.
+        self._outbox = outbox
         # Called on the worker's loop once connected, with the log to publish to (the
         # delivery's outcome events).
         self._on_start = on_start
@@ -223,6 +228,7 @@ class Worker:
             log.warning("partition %d: a newer owner wrote first; lease given back", partition)
             await self._kv.release(lease)
             return
+        shard.outbox = self._outbox
         try:
             self._subs[partition] = await self._consumer(partition, lease.token, shard.position)
         except (nats.errors.Error, TimeoutError):
@@ -322,12 +328,15 @@ class Worker:
     async def _apply(self, partition: int, msgs: list[Msg]) -> int:
         shard = self.shards[partition]
         batch: list[tuple[int, Event]] = []
-        items: list[tuple[int, Event | WorldEvent]] = []  # the events and world events
+        # the events, world events and erase commands
+        items: list[tuple[int, Event | WorldEvent | EraseCommand]] = []
         for msg in msgs:
             seq = msg.metadata.sequence.stream
             try:
                 if is_world(msg.headers):
                     items.append((seq, decode_world(msg.data)))
+                elif is_erase(msg.headers):
+                    items.append((seq, decode_erase(msg.data)))
                 else:
                     event = decode_event(msg.data)
                     batch.append((seq, event))

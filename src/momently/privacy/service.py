@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -107,6 +107,20 @@ def gather(
     }
 
 
+def identities_of(store: Store, customer: str, members: Sequence[str]) -> set[IdentityKey]:
+    """Every identifier ``store`` holds of the customer and the ``members`` merged into
+    it: the identity rows, and the profile's userId, emails, phones and devices."""
+    keys = {k for m in members for k in store.identities(m)}
+    profile = store.profile(customer)
+    if profile is not None:
+        if profile.user_id:
+            keys.add(("user_id", profile.user_id))
+        keys.update(("email", e) for e in profile.emails)
+        keys.update(("phone", p) for p in profile.phones)
+        keys.update(("device_id", d) for d in profile.devices)
+    return keys
+
+
 def _moments_of(store: MomentStore, customer: str) -> list[Any]:
     found: list[Any] = []
     before = None
@@ -185,15 +199,7 @@ class Privacy:
         return self.engine.call(self.writer, lambda: self._erase(identifier))
 
     def _identities(self, customer: str, members: list[str]) -> set[IdentityKey]:
-        keys = {k for m in members for k in self.store.identities(m)}
-        profile = self.store.profile(customer)
-        if profile is not None:
-            if profile.user_id:
-                keys.add(("user_id", profile.user_id))
-            keys.update(("email", e) for e in profile.emails)
-            keys.update(("phone", p) for p in profile.phones)
-            keys.update(("device_id", d) for d in profile.devices)
-        return keys
+        return identities_of(self.store, customer, members)
 
     def _erase(self, identifier: str) -> Erasure:
         customer = find_customer(self.store, identifier)

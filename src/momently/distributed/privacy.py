@@ -1,0 +1,505 @@
+"""Privacy rights in distributed mode: export, erasure and suppression across partitions.
+
+The ingest node answers the embedded mode's privacy routes
+(:func:`momently.web.privacy_api.privacy_router`, reused as it is) through
+:class:`DistributedPrivacy`, an adapter over the partitions' stores and the log:
+
+* **export** gathers, with the embedded export's own
+  :func:`~momently.privacy.service.gather`, from every partition that knows the
+  customer (an anonymous id's pre-login partition as well as the user's): profile,
+  identities, consent, events, moments, decisions, journeys, model state, and the
+  shared outbox's deliveries;
+* **delete** (:meth:`DistributedPrivacy.erase_async`):
+
+  1. finds the customer in every partition, and every identifier those partitions
+     hold of them (a second pass finds the partitions that know only one of those);
+  2. adds each identifier's keyed digest (:class:`~momently.privacy.suppression.Suppression`,
+     the same key on every ingest node: ``MOMENTLY_PRIVACY_SECRET``) to the JetStream KV
+     bucket ``<stream>_suppressed``, which every ingest node watches: from then on
+     their events are dropped at ingestion, and counted;
+  3. publishes an :class:`EraseCommand` on the subject of every partition that holds
+     them, or would receive their events (the partitions of their userIds and
+     anonymousIds), so that the partition's owner applies it *in stream order*
+     (:func:`erase_in_shard`): after every event of theirs before it, it erases
+     them from the partition's PostgreSQL schema (``VACUUM FULL``, and the WAL retired
+     where the server allows), the moment store, the shared outbox and schedule, the
+     engine's and the stage's memory, and commits the command's stream position with
+     it: a restart or a takeover resumes after it, from a checkpoint without them;
+  4. waits until each of those partitions has committed that position, then reads the
+     partition's subject and deletes every message that names one of their
+     identifiers (and the commands themselves) with JetStream's *secure* delete
+     (``STREAM.MSG.DELETE`` without ``no_erase``): the file store overwrites the
+     message's bytes in its block file.
+
+What does not hold is in SECURITY.md: JetStream replicas on other servers are erased
+by the same delete (it is replicated), but PostgreSQL's WAL only where ``wal_recycle``
+is off, and neither backups nor an event accepted by another ingest node in the
+moment before its watcher hears of the new digests (the worker would fold it in after
+the erasure; a second delete removes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import Header, KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from momently.clock import Clock
+from momently.deliver.outbox import Outbox
+from momently.deliver.store_memory import MemoryOutboxStore
+from momently.deliver.types import OutboxStore
+from momently.distributed.admin import Part, Partitions
+from momently.distributed.deliver import LogSubmitter
+from momently.distributed.partition import partition_of, subject
+from momently.distributed.world import is_world
+from momently.errors import Unavailable
+from momently.events import decode_event
+from momently.moments.playbook import Playbook
+from momently.privacy.engine import PrivacyEngine
+from momently.privacy.service import Erasure, gather, identities_of
+from momently.privacy.suppression import Suppression, event_identities
+from momently.runtime.delivery import Delivery, Ingest
+from momently.state.profile import Profile
+from momently.types import IdentityKey, Store
+from momently.web.admin import NotFound
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from momently.distributed.log import EventLog
+    from momently.distributed.shard import Shard
+    from momently.privacy.service import Privacy
+    from momently.runtime.writer import Writer
+
+log = logging.getLogger(__name__)
+
+HEADER: Final = "Momently-Erase"
+
+
+class EraseCommand(msgspec.Struct, frozen=True):
+    """Erase a customer from one partition, in stream order (see the module docstring).
+
+    ``keys`` are their identifiers, resolved by the partition's owner when it reaches
+    the command (a merge still in flight is applied first); ``customers`` the
+    canonical ids the ingest node found there; ``digests`` the suppression entries the
+    partition's store keeps beside its own erasure.
+    """
+
+    id: str
+    keys: list[tuple[str, str]]
+    customers: list[str]
+    digests: list[str]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(EraseCommand).decode
+
+
+def is_erase(headers: dict[str, str] | None) -> bool:
+    """Whether a stream message is an erase command."""
+    return headers is not None and HEADER in headers
+
+
+def decode_erase(data: bytes) -> EraseCommand:
+    """The command a message carries; raises ``msgspec.ValidationError`` if none."""
+    return _decode(data)
+
+
+def erase_in_shard(shard: Shard, command: EraseCommand) -> int:
+    """Apply an erase command in the partition's owner: the customers its identifiers
+    name there, gone from the partition's stores, the shared outbox and memory.
+    Returns the events erased. The caller commits the command's stream position."""
+    store = shard.store
+    keys: list[IdentityKey] = [(k, v) for k, v in command.keys]
+    found = {*store.owners(keys).values(), *command.customers}
+    canonical = {store.canonical(c) or c for c in found}
+    members: set[str] = set(canonical)
+    for customer in canonical:
+        profile = store.profile(customer)
+        if profile is not None:
+            members.update(profile.merged_from)
+    if not members:
+        return 0
+    erased = sorted(members)
+    events = store.erase(erased, command.digests)
+    shard.moments.erase(erased)
+    outbox: OutboxStore | None = getattr(shard, "outbox", None)
+    if outbox is not None:
+        outbox.erase(erased)  # pending, scheduled and sent alike
+    # The hot state: the engine's identity and profile caches, the stage's states,
+    # timers and world-event audience.
+    PrivacyEngine.forget(cast("PrivacyEngine", shard.engine), erased)
+    shard.stage.forget(erased)
+    log.info("partition %d: erased %d customers, %d events", shard.partition, len(erased), events)
+    return events
+
+
+class SharedSuppression:
+    """The suppression list of every ingest node: digests in a JetStream KV bucket,
+    watched into this node's :class:`Suppression`."""
+
+    def __init__(self, suppression: Suppression, bucket: str) -> None:
+        self.suppression = suppression
+        self.bucket = bucket
+        self.kv: KeyValue | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, js: JetStreamContext, replicas: int = 1) -> None:
+        """Open (or make) the bucket, load every digest, then follow new ones."""
+        try:
+            self.kv = await js.key_value(self.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            try:
+                self.kv = await js.create_key_value(
+                    KeyValueConfig(bucket=self.bucket, history=1, replicas=replicas),
+                    storage=StorageType.FILE,
+                )
+            except nats.js.errors.BadRequestError:  # another node made it first
+                self.kv = await js.key_value(self.bucket)
+        watcher = await self.kv.watchall(ignore_deletes=True, meta_only=True)
+        loaded: list[str] = []
+        while (entry := await watcher.updates(timeout=30.0)) is not None:  # type: ignore[no-untyped-call]
+            loaded.append(entry.key)
+        self.suppression.add(loaded)
+        self._task = asyncio.create_task(self._follow(watcher))
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for entry in watcher:
+                if entry is not None:
+                    self.suppression.add([entry.key])
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def add(self, digests: Iterable[str]) -> None:
+        """Put digests in the bucket (and in this node's list at once)."""
+        found = sorted(set(digests))
+        self.suppression.add(found)
+        assert self.kv is not None
+        for digest in found:
+            await self.kv.put(digest, b"")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+class LogHandle:
+    """The ingest node's log and loop, once its lifespan has opened them."""
+
+    def __init__(self) -> None:
+        self.log: EventLog | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> tuple[EventLog, asyncio.AbstractEventLoop]:
+        if self.log is None or self.loop is None:
+            raise Unavailable(retry_after=1)
+        return self.log, self.loop
+
+
+class PartitionsStore:
+    """The reads :func:`~momently.web.admin.find_customer`, the consent route and
+    :class:`Ingest` make of a store, answered from the partition that holds the customer
+    (:meth:`Partitions.find`)."""
+
+    def __init__(self, partitions: Partitions) -> None:
+        self.partitions = partitions
+
+    def _find(self, identifier: str) -> tuple[Part, str] | None:
+        try:
+            return self.partitions.find(identifier)
+        except NotFound:
+            return None
+
+    def canonical(self, customer_id: str) -> str | None:
+        found = self._find(customer_id)
+        return None if found is None else found[1]
+
+    def owner(self, key: IdentityKey) -> str | None:
+        return self.canonical(key[1])
+
+    def profile(self, customer_id: str) -> Profile | None:
+        found = self._find(customer_id)
+        return None if found is None else found[0].store.profile(found[1])
+
+    def identities(self, customer_id: str) -> list[IdentityKey]:
+        found = self._find(customer_id)
+        return [] if found is None else found[0].store.identities(found[1])
+
+
+class DistributedPrivacy:
+    """Export, erasure and stats of the privacy routes, over partitions and the log."""
+
+    def __init__(
+        self,
+        partitions: Partitions,
+        handle: LogHandle,
+        suppression: Suppression,
+        playbook: Playbook,
+        clock: Clock,
+        *,
+        outbox: OutboxStore | None = None,
+        wait_s: float = 60.0,
+    ) -> None:
+        self.partitions = partitions
+        self.handle = handle
+        self.suppression = suppression
+        self.shared = SharedSuppression(
+            suppression, f"{partitions.log.stream}_suppressed".replace(".", "_")
+        )
+        self.playbook = playbook
+        self.clock = clock
+        self.outbox = outbox
+        self.wait_s = wait_s
+        self.counts = {"erasures": 0, "erasedEvents": 0, "erasedMessages": 0}
+
+    # -- export ------------------------------------------------------------------------
+
+    def export(self, identifier: str) -> dict[str, Any]:
+        """The embedded export's body from the partition that answers for the customer,
+        and ``partitions``: what every partition that knows them holds."""
+        hits = self.partitions.hits(identifier)
+        if not hits:
+            raise NotFound(f"no customer is known by {identifier!r}", "id")
+        part, customer = self.partitions.find(identifier)
+        bodies = {
+            p.partition: gather(p.store, p.moments, None, self.playbook, c) for p, c, _ in hits
+        }
+        members: set[str] = set()
+        for _, c, profile in hits:
+            members.update({c, *profile.merged_from})
+        outbox = self.outbox
+        deliveries = (
+            []
+            if outbox is None
+            else [
+                e.to_json()
+                for member in sorted(members)
+                for e in outbox.entries(customer_id=member, limit=1_000_000)
+            ]
+        )
+        main = bodies[part.partition]
+        return {
+            "customerId": customer,
+            "exportedAt": self.clock.now_ms(),
+            **main,
+            "deliveries": deliveries,
+            "partitions": [
+                {"partition": p, "customerId": c, **bodies[p]}
+                for p, c in sorted((h[0].partition, h[1]) for h in hits)
+            ],
+        }
+
+    # -- erasure -----------------------------------------------------------------------
+
+    def erase(self, identifier: str) -> Erasure:
+        """:meth:`erase_async` on the node's loop, from a request's thread."""
+        _, loop = self.handle.get()
+        future = asyncio.run_coroutine_threadsafe(self.erase_async(identifier), loop)
+        return future.result()
+
+    def _found(self, identifier: str) -> tuple[dict[int, set[str]], set[IdentityKey], int, int]:
+        """Per partition the customers to erase, every identifier of theirs, and the
+        events and moment rows the partitions hold of them (the answer's counts)."""
+        hits = self.partitions.hits(identifier)
+        if not hits:
+            raise NotFound(f"no customer is known by {identifier!r}", "id")
+        where: dict[int, set[str]] = {}
+        keys: set[IdentityKey] = set()
+        for part, customer, profile in hits:
+            where.setdefault(part.partition, set()).add(customer)
+            keys |= identities_of(part.store, customer, [customer, *profile.merged_from])
+        # The partitions that know only some other identifier of theirs.
+        known = sorted(keys)
+
+        def more(part: Part) -> list[tuple[str, set[IdentityKey]]]:
+            owners = part.store.owners(known)
+            found: list[tuple[str, set[IdentityKey]]] = []
+            for owner in set(owners.values()):
+                customer = part.store.canonical(owner) or owner
+                profile = part.store.profile(customer)
+                merged = profile.merged_from if profile is not None else ()
+                found.append((customer, identities_of(part.store, customer, [customer, *merged])))
+            return found
+
+        for part, found in zip(self.partitions.parts(), self.partitions.each(more), strict=True):
+            for customer, extra in found:
+                where.setdefault(part.partition, set()).add(customer)
+                keys |= extra
+
+        def held(part: Part) -> tuple[int, int]:
+            events = rows = 0
+            for customer in where.get(part.partition, ()):
+                body = gather(part.store, part.moments, None, self.playbook, customer)
+                events += len(body["events"])
+                rows += sum(len(body[k]) for k in ("moments", "decisions", "journeys", "state"))
+            return events, rows
+
+        counts = [held(p) for p in self.partitions.parts() if p.partition in where]
+        return where, keys, sum(e for e, _ in counts), sum(r for _, r in counts)
+
+    async def erase_async(self, identifier: str) -> Erasure:
+        """Erase the customer known by ``identifier`` everywhere (module docstring)."""
+        log_, _ = self.handle.get()
+        where, keys, events, rows = await asyncio.to_thread(self._found, identifier)
+        digests = sorted({self.suppression.digest(k) for k in keys})
+        partitions = log_.settings.partitions
+        for kind, value in keys:  # where their future events would go
+            if kind == "user_id":
+                where.setdefault(partition_of("u:" + value, partitions), set())
+            elif kind == "anonymous_id":
+                where.setdefault(partition_of("a:" + value, partitions), set())
+        members = sorted({c for found in where.values() for c in found})
+        deliveries = await asyncio.to_thread(self._deliveries, members)
+        try:
+            await self.shared.add(digests)
+            command_id = uuid.uuid4().hex
+            positions: dict[int, int] = {}
+            for p, customers in sorted(where.items()):
+                command = EraseCommand(
+                    command_id, [(k, v) for k, v in sorted(keys)], sorted(customers), digests
+                )
+                ack = await log_.js.publish(
+                    subject(log_.settings.stream, p),
+                    _encode(command),
+                    stream=log_.settings.stream,
+                    headers={Header.MSG_ID.value: f"erase:{command_id}:{p}", HEADER: "1"},
+                )
+                positions[p] = ack.seq
+            await self._applied(positions)
+            erased = 0
+            for p in sorted(positions):
+                erased += await self._scrub_partition(log_, p)
+        except (nats.errors.Error, TimeoutError) as error:
+            raise Unavailable(retry_after=1) from error
+        self.counts["erasures"] += 1
+        self.counts["erasedEvents"] += events
+        self.counts["erasedMessages"] += erased
+        log.info(
+            "erased a customer in %d partitions: %d events, %d stream messages",
+            len(positions), events, erased,
+        )  # fmt: skip
+        return Erasure(len(members), len(keys), events, rows, deliveries)
+
+    def _deliveries(self, members: Sequence[str]) -> int:
+        if self.outbox is None:
+            return 0
+        return sum(len(self.outbox.entries(customer_id=m, limit=1_000_000)) for m in members)
+
+    async def _applied(self, positions: dict[int, int]) -> None:
+        """Until each partition's owner has committed the position of its command."""
+        parts = {p.partition: p for p in self.partitions.parts()}
+        deadline = time.monotonic() + self.wait_s
+
+        def behind() -> list[int]:
+            late = []
+            for p, seq in positions.items():
+                fence = getattr(parts[p].store, "fence", None)
+                at = fence() if callable(fence) else None
+                if at is None or at.position < seq:
+                    late.append(p)
+            return late
+
+        while late := await asyncio.to_thread(behind):
+            if time.monotonic() > deadline:
+                # The suppression holds and the commands wait in the stream; a retry of
+                # the delete finishes the job once the partitions' workers run.
+                log.warning("erasure: partitions %s have not applied it yet", late)
+                raise Unavailable(retry_after=5)
+            await asyncio.sleep(0.05)
+
+    async def _scrub_partition(self, log_: EventLog, partition: int) -> int:
+        """Securely delete the partition's messages that name an erased identifier, and
+        the erase commands; how many went."""
+        js = log_.js
+        stream = log_.settings.stream
+        name = subject(stream, partition)
+        gone = 0
+        seq = 1
+        while True:
+            try:
+                msg = await js.get_msg(stream, seq=seq, subject=name, next=True)
+            except nats.js.errors.NotFoundError:
+                return gone
+            assert msg.seq is not None
+            seq = msg.seq + 1
+            headers = msg.headers
+            if is_world(headers):
+                continue
+            if not is_erase(headers):
+                try:
+                    event = decode_event(msg.data or b"")
+                except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+                    continue
+                if not self.suppression.suppressed(event_identities(event)):
+                    continue
+            try:
+                await js.delete_msg(stream, msg.seq)  # erase: overwritten on disk
+                gone += 1
+            except nats.js.errors.NotFoundError:
+                pass  # deleted meanwhile (another node's erasure)
+
+    # -- stats -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {
+            **self.counts,
+            "expiredEvents": 0,
+            "suppressedIdentities": len(self.suppression),
+            "suppressedEvents": self.suppression.dropped,
+        }
+
+    async def start(self, log_: EventLog) -> None:
+        await self.shared.start(log_.js, replicas=log_.settings.replicas)
+
+    async def stop(self) -> None:
+        await self.shared.stop()
+
+
+class _Consent:
+    """What the consent route reads of :class:`Delivery`: the outbox to cancel in."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+
+class _Submitter:
+    """:class:`Ingest`'s writer: consent events published on the node's loop."""
+
+    def __init__(self, handle: LogHandle) -> None:
+        self.handle = handle
+
+    def submit(self, events: Sequence[Any]) -> Any:
+        log_, loop = self.handle.get()
+        return LogSubmitter(log_, loop).submit(events)
+
+
+def distributed_privacy_router(
+    privacy: DistributedPrivacy, handle: LogHandle, clock: Clock
+) -> APIRouter:
+    """The embedded privacy routes (consent, export, delete, stats) on an ingest node."""
+    from momently.web.privacy_api import privacy_router
+
+    store = cast("Store", PartitionsStore(privacy.partitions))
+    ingest = Ingest(cast("Writer", _Submitter(handle)), store, clock)
+    outbox = Outbox(privacy.outbox or MemoryOutboxStore(), clock, {})
+    return privacy_router(
+        store,
+        cast("Privacy", privacy),
+        ingest,
+        cast("Delivery", _Consent(outbox)),
+        privacy.playbook,
+        clock,
+    )

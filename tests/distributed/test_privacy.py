@@ -1,0 +1,275 @@
+"""Privacy rights in distributed mode, on a nats-server and a PostgreSQL of this test's own.
+
+An ingest node (``ingest_app`` with the partitions' stores and the workers' outbox)
+and a worker owning every partition, as ``momently serve --log`` and ``momently
+worker --outbox`` wire them. The export gathers every kind of record from the
+partitions; after ``POST /api/privacy/delete`` a raw-byte scan of the nats-server's
+store directory (the JetStream file store) and of PostgreSQL's data directory
+(``pg_wal`` aside: see SECURITY.md) finds none of the customer's identifiers or trait
+values while another customer's are still there; her re-ingested events are dropped
+at the ingest node and counted; and a new worker taking the partitions over (from
+the checkpoint, replaying the stream after it) does not bring her back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from momently.clock import SystemClock
+from momently.distributed.admin import Partitions
+from momently.distributed.command import moments_url_for, open_outbox
+from momently.distributed.deliver import WorkerDelivery
+from momently.distributed.log import LogSettings
+from momently.distributed.web import ingest_app, worker_app
+from momently.distributed.worker import Worker, WorkerSettings
+from momently.events import from_ms
+from momently.moments.detector import MomentDetector
+from momently.moments.playbook import load_playbook
+from tests.conftest import ADMIN_KEY, WRITE_KEY
+from tests.nats_server import NatsServer, needs_nats, start_server
+from tests.postgres import Cluster
+from tests.web.serve import serve
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, needs_nats]
+
+PARTITIONS = 4
+TAG = "c41d7e"
+ERIN: dict[str, str] = {
+    "user": f"erin-{TAG}",
+    "anon": f"anon-{TAG}",
+    "device": f"dev-{TAG}",
+    "email": f"erin.{TAG}@example.org",
+    "phone": "+4915123987321",
+    "first_name": f"Zebulonia{TAG}",
+    "colour": f"ultramarine-{TAG}",
+}
+OLGA_EMAIL = "olga.dist-control@example.net"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A server of its own: its store directory holds only this test's streams."""
+    server = start_server(tmp_path / "js")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Cluster]:
+    """A cluster of its own: no other test's rows in the files this test reads."""
+    made = Cluster()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+class Rig:
+    def __init__(self, nats: NatsServer, cluster: Cluster) -> None:
+        self.log = LogSettings.from_url(
+            f"nats://{nats.address}?stream=PRIV&partitions={PARTITIONS}"
+        )
+        base = cluster.url_for_database("momently")
+        self.store = f"{base}?schema=priv_p{{partition}}"
+        self.outbox = f"{base}?schema=priv_outbox"
+        self.playbook = load_playbook(None)
+        self.url = ""
+        self.workers = 0
+
+    @contextmanager
+    def worker(self) -> Iterator[None]:
+        """A worker owning every partition, with the shared outbox and a sender."""
+        self.workers += 1
+        clock = SystemClock()
+        delivery = WorkerDelivery(
+            self.playbook,
+            open_outbox(self.outbox),
+            clock,
+            environ={},
+            partitions=Partitions(self.log, self.store, moments_url_for(self.store)),
+        )
+        settings = WorkerSettings(
+            log=self.log,
+            store_url=self.store,
+            moments_url=moments_url_for(self.store),
+            partitions=tuple(range(PARTITIONS)),
+            owner=f"priv-w{self.workers}",
+        )
+        worker = Worker(
+            settings,
+            MomentDetector(self.playbook),
+            clock,
+            deliver=delivery.for_partition,
+            on_start=delivery.attach,
+            outbox=delivery.outbox,
+        )
+        delivery.start()
+        try:
+            with serve(worker_app(worker)):
+                yield
+        finally:
+            delivery.close()
+
+    @contextmanager
+    def ingest(self) -> Iterator[str]:
+        reads = Partitions(self.log, self.store, moments_url_for(self.store))
+        app = ingest_app(
+            self.log,
+            (WRITE_KEY,),
+            admin_key=ADMIN_KEY,
+            reads=reads,
+            playbook=self.playbook,
+            outbox=open_outbox(self.outbox),
+            privacy_key=b"k" * 32,
+        )
+        with serve(app) as url:
+            self.url = url
+            yield url
+
+    def post(self, path: str, body: dict[str, Any]) -> None:
+        answer = httpx.post(self.url + path, json=body, auth=(WRITE_KEY, ""), timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=ADMIN, timeout=30)
+
+    def settle(self, timeout_s: float = 60.0) -> None:
+        """Until every partition's worker has applied all the stream holds (polled)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.get("/api/partitions").json()["settled"]:
+            assert time.monotonic() < deadline, "not settled"
+            time.sleep(0.02)
+
+
+def erin_lives(rig: Rig) -> None:
+    """Erin arrives anonymous, identifies, and complains with the app open; Olga too."""
+    now = int(time.time() * 1000)
+    device = {"id": ERIN["device"], "type": "ios", "token": f"tok-{TAG}"}
+    at = from_ms(now - 120_000).isoformat()
+    rig.post(
+        "/v1/track",
+        {"anonymousId": ERIN["anon"], "event": "Application Opened", "timestamp": at,
+         "context": {"device": device}},
+    )  # fmt: skip
+    rig.post(
+        "/v1/identify",
+        {"anonymousId": ERIN["anon"], "userId": ERIN["user"],
+         "timestamp": from_ms(now - 60_000).isoformat(), "context": {"device": device},
+         "traits": {"email": ERIN["email"], "phone": ERIN["phone"],
+                    "first_name": ERIN["first_name"], "favourite_colour": ERIN["colour"]}},
+    )  # fmt: skip
+    for who, email in ((ERIN["user"], ERIN["email"]), ("olga-dist-control", OLGA_EMAIL)):
+        rig.post(
+            "/v1/track",
+            {"userId": who, "event": "Application Opened", "timestamp": from_ms(now).isoformat(),
+             "traits": {"email": email}, "context": {"device": {"id": f"{who}-phone"}}},
+        )  # fmt: skip
+        rig.post(
+            "/v1/track",
+            {"userId": who, "event": "Support Message", "timestamp": from_ms(now).isoformat(),
+             "properties": {"text": "my parcel never arrived, this is useless, I am furious"},
+             "context": {"device": {"id": f"{who}-phone", "type": "ios"}}},
+        )  # fmt: skip
+    rig.settle()
+
+
+def checkpoint(cluster: Cluster) -> None:
+    with psycopg.connect(cluster.url_for_database("momently"), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def scan(directory: Path, needles: list[str]) -> dict[str, list[str]]:
+    """Which needles appear in which file under ``directory`` (``pg_wal`` aside), raw bytes."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if "pg_wal" in path.relative_to(directory).parts:
+            continue
+        raw = path.read_bytes()
+        hits = [n for n in needles if n.encode() in raw]
+        if hits:
+            found[str(path.relative_to(directory))] = hits
+    return found
+
+
+def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Cluster) -> None:
+    rig = Rig(nats, own_cluster)
+    needles = [*ERIN.values(), TAG]
+    with ExitStack() as running:
+        running.enter_context(rig.ingest())
+        worker = ExitStack()
+        worker.enter_context(rig.worker())
+        running.callback(worker.close)
+        erin_lives(rig)
+
+        answer = rig.get(f"/api/privacy/export/{ERIN['email']}")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["profile"]["traits"]["favourite_colour"] == ERIN["colour"]
+        kinds = {(i["kind"], i["value"]) for i in body["identities"]}
+        assert {("user_id", ERIN["user"]), ("email", ERIN["email"]), ("phone", ERIN["phone"]),
+                ("anonymous_id", ERIN["anon"]), ("device_id", ERIN["device"])} <= kinds  # fmt: skip
+        names = [e.get("event") or e["type"] for e in body["events"]]
+        assert "identify" in names and "Support Message" in names
+        assert any(m["kind"] == "friction" for m in body["moments"])
+        assert body["decisions"] and body["state"] and body["deliveries"]
+        # The anonymous visit's partition too, if hers differs (each with what it holds).
+        everywhere = [e for p in body["partitions"] for e in p["events"]]
+        assert any(e.get("anonymousId") == ERIN["anon"] for e in everywhere)
+        assert all(p["profile"] is not None for p in body["partitions"])
+
+        checkpoint(own_cluster)
+        held = scan(own_cluster.data, needles)
+        assert set(needles) <= {n for hits in held.values() for n in hits}
+        assert scan(nats.store_dir, needles), "the scan finds her in the JetStream store"
+
+        answer = httpx.post(
+            rig.url + "/api/privacy/delete", json={"id": ERIN["phone"]}, headers=ADMIN, timeout=90
+        )
+        assert answer.status_code == 200, answer.text
+        done = answer.json()
+        assert done["customers"] >= 1 and done["events"] >= 4 and done["identities"] >= 5
+        assert done["momentRows"] >= 2 and done["deliveries"] >= 1
+
+        # Nothing of hers in PostgreSQL's files nor in JetStream's; Olga is still there.
+        checkpoint(own_cluster)
+        assert scan(own_cluster.data, needles) == {}
+        assert scan(nats.store_dir, needles) == {}
+        assert scan(own_cluster.data, [OLGA_EMAIL]) and scan(nats.store_dir, [OLGA_EMAIL])
+        for identifier in (ERIN["user"], ERIN["anon"], ERIN["email"]):
+            assert rig.get(f"/api/profiles/{identifier}").status_code == 404
+        assert rig.get(f"/api/privacy/export/{ERIN['user']}").status_code == 404
+
+        # Her events are dropped at the ingest node, and counted.
+        rig.post("/v1/track", {"userId": ERIN["user"], "event": "Product Viewed"})
+        rig.post("/v1/track", {"anonymousId": "x", "traits": {"email": ERIN["email"]},
+                               "event": "Application Opened"})  # fmt: skip
+        rig.settle()
+        stats = rig.get("/api/privacy/stats").json()
+        assert stats["suppressedEvents"] == 2 and stats["erasures"] == 1
+        assert stats["suppressedIdentities"] >= 5
+        assert rig.get(f"/api/profiles/{ERIN['user']}").status_code == 404
+
+        # A new owner of the partitions (from the checkpoint, replaying what follows
+        # it in the stream) does not bring her back.
+        olga = rig.get("/api/profiles/olga-dist-control").json()["counts"]["track"]
+        worker.close()
+        running.enter_context(rig.worker())
+        rig.post("/v1/track", {"userId": "olga-dist-control", "event": "Product Viewed"})
+        rig.settle()
+        assert rig.get("/api/profiles/olga-dist-control").json()["counts"]["track"] == olga + 1
+        for identifier in (ERIN["user"], ERIN["anon"], ERIN["email"]):
+            assert rig.get(f"/api/profiles/{identifier}").status_code == 404
+        checkpoint(own_cluster)
+        assert scan(own_cluster.data, needles) == {}
+        assert scan(nats.store_dir, needles) == {}
