@@ -3,12 +3,14 @@
 An ingest node (``ingest_app`` with the partitions' stores and the workers' outbox)
 and a worker owning every partition, as ``momently serve --log`` and ``momently
 worker --outbox`` wire them. The export gathers every kind of record from the
-partitions; after ``POST /api/privacy/delete`` a raw-byte scan of the nats-server's
-store directory (the JetStream file store) and of PostgreSQL's data directory
-(``pg_wal`` aside: see SECURITY.md) finds none of the customer's identifiers or trait
-values while another customer's are still there; her re-ingested events are dropped
-at the ingest node and counted; and a new worker taking the partitions over (from
-the checkpoint, replaying the stream after it) does not bring her back.
+partitions; consent changes through the node's API; after ``POST /api/privacy/delete``
+a raw-byte scan of the nats-server's store directory (the JetStream file store) and of
+PostgreSQL's data directory (its WAL included, on a server with ``wal_recycle = off``:
+see SECURITY.md) finds none of the customer's identifiers or trait values while another
+customer's are still there; her re-ingested events are dropped and counted, at this
+ingest node and at another that hears of it through the bucket; and a new worker
+taking the partitions over (from the checkpoint, replaying the stream after it) does
+not bring her back.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def nats(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def own_cluster() -> Iterator[Cluster]:
     """A cluster of its own: no other test's rows in the files this test reads."""
-    made = Cluster()
+    made = Cluster(settings=("wal_recycle=off",))  # erased rows' WAL segments unlinked
     try:
         yield made
     finally:
@@ -134,7 +136,7 @@ class Rig:
             privacy_key=b"k" * 32,
         )
         with serve(app) as url:
-            self.url = url
+            self.url = self.url or url  # the first node answers the test
             yield url
 
     def post(self, path: str, body: dict[str, Any]) -> None:
@@ -190,11 +192,9 @@ def checkpoint(cluster: Cluster) -> None:
 
 
 def scan(directory: Path, needles: list[str]) -> dict[str, list[str]]:
-    """Which needles appear in which file under ``directory`` (``pg_wal`` aside), raw bytes."""
+    """Which needles appear in which file under ``directory``, as raw bytes."""
     found: dict[str, list[str]] = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        if "pg_wal" in path.relative_to(directory).parts:
-            continue
         raw = path.read_bytes()
         hits = [n for n in needles if n.encode() in raw]
         if hits:
@@ -231,7 +231,24 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
         checkpoint(own_cluster)
         held = scan(own_cluster.data, needles)
         assert set(needles) <= {n for hits in held.values() for n in hits}
+        assert any(name.startswith("pg_wal/") for name in held), held  # in the WAL too
         assert scan(nats.store_dir, needles), "the scan finds her in the JetStream store"
+
+        # Consent through the API: an opt-out, recorded in the customer's partition.
+        opted = httpx.post(
+            rig.url + "/api/customers/olga-dist-control/consent",
+            json={"granted": False, "channel": "all"},
+            headers=ADMIN,
+            timeout=30,
+        )
+        assert opted.status_code == 200, opted.text
+        assert opted.json()["customerId"]
+        rig.settle()
+        consent = rig.get("/api/profiles/olga-dist-control").json()["consent"]
+        assert consent["all:marketing"]["granted"] is False, consent
+
+        # A second ingest node, up before the delete: it hears of it through the bucket.
+        other = running.enter_context(rig.ingest())
 
         answer = httpx.post(
             rig.url + "/api/privacy/delete", json={"id": ERIN["phone"]}, headers=ADMIN, timeout=90
@@ -258,6 +275,23 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
         stats = rig.get("/api/privacy/stats").json()
         assert stats["suppressedEvents"] == 2 and stats["erasures"] == 1
         assert stats["suppressedIdentities"] >= 5
+        deadline = time.monotonic() + 10
+        while (
+            httpx.get(other + "/api/privacy/stats", headers=ADMIN).json()["suppressedIdentities"]
+            < stats["suppressedIdentities"]
+        ):  # the watcher's update, polled with a deadline
+            assert time.monotonic() < deadline, "the other node never heard of the erasure"
+            time.sleep(0.02)
+        sent = httpx.post(
+            other + "/v1/track",
+            json={"userId": ERIN["user"], "event": "Product Viewed"},
+            auth=(WRITE_KEY, ""),
+        )
+        assert sent.status_code == 200, sent.text
+        assert (
+            httpx.get(other + "/api/privacy/stats", headers=ADMIN).json()["suppressedEvents"] == 1
+        )
+        rig.settle()
         assert rig.get(f"/api/profiles/{ERIN['user']}").status_code == 404
 
         # A new owner of the partitions (from the checkpoint, replaying what follows
