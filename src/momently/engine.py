@@ -14,7 +14,13 @@ from typing import TypeVar
 
 from momently.events import Event
 from momently.identity import identity_keys, new_customer_id, resolve
-from momently.state.profile import Profile, apply_event, merge_profiles, new_profile
+from momently.state.profile import (
+    Profile,
+    apply_event,
+    apply_events,
+    merge_profiles,
+    new_profile,
+)
 from momently.types import Changes, Fence, IdentityKey, Store
 
 K = TypeVar("K")
@@ -41,6 +47,9 @@ class _Pending:
         self.owners: dict[IdentityKey, str] = {}
         self.profiles: dict[str, Profile] = {}
         self.merged: dict[str, str] = {}
+        # Events of returning customers not folded into ``profiles`` yet: a run of
+        # them is folded in one pass (apply_events) when the profile is next read.
+        self.unfolded: dict[str, list[Event]] = {}
 
     def owner(self, key: IdentityKey) -> str | None:
         found = self.owners.get(key)
@@ -52,10 +61,38 @@ class _Pending:
             found = self.engine.profile(customer_id)
         if found is None:
             raise LookupError(f"identity points at {customer_id}, which has no profile")
+        waiting = self.unfolded.pop(customer_id, None)
+        if waiting:
+            found = self.profiles[customer_id] = apply_events(found, waiting)
         return found
 
+    def fold_later(self, customer_id: str, event: Event) -> None:
+        """Fold ``event`` into the customer's profile when it is next read."""
+        waiting = self.unfolded.get(customer_id)
+        if waiting is None:
+            self.profile(customer_id)  # it must exist (LookupError if not)
+            self.unfolded[customer_id] = [event]
+        else:
+            waiting.append(event)
+
+    def fold_all(self) -> None:
+        for customer_id in list(self.unfolded):
+            self.profile(customer_id)
+
     def user_of(self, customer_id: str) -> str | None:
-        return self.profile(customer_id).user_id
+        # As after folding the waiting events: the profile's userId, else the first
+        # one they name (apply_event keeps a userId once set); no fold needed.
+        found = self.profiles.get(customer_id)
+        if found is None:
+            found = self.engine.profile(customer_id)
+        if found is None:
+            raise LookupError(f"identity points at {customer_id}, which has no profile")
+        if found.user_id is not None:
+            return found.user_id
+        for event in self.unfolded.get(customer_id, ()):
+            if event.user_id:
+                return event.user_id
+        return None
 
     def identities(self, customer_id: str) -> set[IdentityKey]:
         keys = {k for k in self.engine.store.identities(customer_id) if k not in self.owners}
@@ -112,6 +149,7 @@ class Engine:
         # Distributed mode: the partition owner's fencing token and stream position,
         # checked and stored by the store in each commit (see momently.distributed).
         self.fence: Fence | None = None
+        self._last_known: tuple[list[IdentityKey], str] | None = None
 
     def owner(self, key: IdentityKey) -> str | None:
         found = self._owners.get(key)
@@ -189,6 +227,10 @@ class Engine:
         records: list[tuple[str, Event]] = []
         results = []
         plans = iter(planned)
+        # The keys of the last event that went to a returning customer, and that
+        # customer: the next event naming exactly those keys goes there too, as long
+        # as no identifier has been bound or merged in between (_apply resets it).
+        self._last_known = None
         for group in groups:
             accepted = 0
             for event in group:
@@ -199,6 +241,7 @@ class Engine:
                 records.append((self._apply(pending, event, plan), event))
                 accepted += 1
             results.append(IngestResult(accepted, len(group) - accepted))
+        pending.fold_all()
         if records:
             changes = Changes(pending.profiles, pending.owners, pending.merged, self.fence)
             self.store.commit(records, changes)
@@ -213,11 +256,20 @@ class Engine:
     def _apply(self, pending: _Pending, event: Event, keys: list[IdentityKey] | None) -> str:
         if keys is None:
             keys = identity_keys(event, pending.owner)
+        last = self._last_known
+        if last is not None and last[0] == keys:
+            # The same identifiers as the last returning customer's event, nothing
+            # bound or merged since: known_customer would answer the same again (that
+            # event's userId, if any, is the profile's now, or is the same claim).
+            pending.fold_later(last[1], event)
+            return last[1]
         known = known_customer(keys, pending.owner, pending.user_of)
         if known is not None:
             # Every identifier already points at one customer: nothing to bind or merge.
-            pending.profiles[known] = apply_event(pending.profile(known), event)
+            pending.fold_later(known, event)
+            self._last_known = (keys, known)
             return known
+        self._last_known = None
         resolution = resolve(keys, pending.owner, pending.user_of)
         if resolution.customer_id is None:
             customer = new_customer_id(event.message_id)

@@ -449,6 +449,10 @@ class MomentStage:
         return WorldResult(event.id, len(recipients), duplicate=False)
 
 
+# How often a stage that gives way to ingestion looks whether ingestion has paused.
+_YIELD_POLL_SECONDS = 0.05
+
+
 class StageRunner:
     """Runs a :class:`MomentStage` in a thread, woken by commits and by a timer tick.
 
@@ -512,8 +516,9 @@ class StageRunner:
             try:
                 while self._yielding():
                     self.deferred += 1
-                    # Woken by the next commit, or within a tick of ingestion stopping.
-                    self._wake.wait(min(self._tick, self._max_defer))
+                    # Woken by the next commit, or looks again soon: ingestion that
+                    # stops sends no commit to wake it.
+                    self._wake.wait(min(self._tick, self._max_defer, _YIELD_POLL_SECONDS))
                     self._wake.clear()
                 with self.lock:
                     self._deferring = None

@@ -163,8 +163,8 @@ def create_app(
         on_moments=both(metrics.on_moments, live.on_moments),
         on_decisions=both(delivery.on_decisions, live.on_decisions),
     )
-    # The stage gives way while the writer has events queued (see StageRunner).
-    runner = StageRunner(stage, tick_seconds=tick_seconds, busy=lambda: writer.pending > 0)
+    # The stage gives way while ingestion is under way (see StageRunner, Writer.busy).
+    runner = StageRunner(stage, tick_seconds=tick_seconds, busy=writer.busy)
     runners.append(runner)
     privacy = Privacy(
         store=store, moments=moment_store, outbox=outbox_store, runner=runner, engine=engine,
