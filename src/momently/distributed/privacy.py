@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -50,8 +49,16 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import msgspec
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import Header, KeyValueConfig, StorageType
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    Header,
+    KeyValueConfig,
+    StorageType,
+)
 from nats.js.kv import KeyValue
 
 from momently.clock import Clock
@@ -84,6 +91,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEADER: Final = "Momently-Erase"
+SCAN_BATCH: Final = 1_000
 
 
 class EraseCommand(msgspec.Struct, frozen=True):
@@ -264,6 +272,7 @@ class DistributedPrivacy:
         self.outbox = outbox
         self.wait_s = wait_s
         self.counts = {"erasures": 0, "erasedEvents": 0, "erasedMessages": 0}
+        self._pending: set[asyncio.Future[int]] = set()
 
     # -- export ------------------------------------------------------------------------
 
@@ -378,78 +387,117 @@ class DistributedPrivacy:
                     headers={Header.MSG_ID.value: f"erase:{command_id}:{p}", HEADER: "1"},
                 )
                 positions[p] = ack.seq
-            await self._applied(positions)
-            erased = 0
-            for p in sorted(positions):
-                erased += await self._scrub_partition(log_, p)
         except (nats.errors.Error, TimeoutError) as error:
+            raise Unavailable(retry_after=1) from error
+        # The rest runs on even if the answer gives up waiting: a partition without a
+        # live owner applies its command when one takes it over, and its messages are
+        # deleted then (by this node, unless it stops first: SECURITY.md).
+        finish = asyncio.ensure_future(self._finish(log_, positions))
+        self._pending.add(finish)
+        finish.add_done_callback(self._done)
+        try:
+            erased = await asyncio.wait_for(asyncio.shield(finish), self.wait_s)
+        except TimeoutError:
+            log.warning("erasure: not all partitions applied it yet; finishing in the background")
+            raise Unavailable(retry_after=5) from None
+        except nats.errors.Error as error:
             raise Unavailable(retry_after=1) from error
         self.counts["erasures"] += 1
         self.counts["erasedEvents"] += events
-        self.counts["erasedMessages"] += erased
         log.info(
             "erased a customer in %d partitions: %d events, %d stream messages",
             len(positions), events, erased,
         )  # fmt: skip
         return Erasure(len(members), len(keys), events, rows, deliveries)
 
+    def _done(self, task: asyncio.Future[int]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("erasure: deleting the stream's messages failed", exc_info=task.exception())
+
     def _deliveries(self, members: Sequence[str]) -> int:
         if self.outbox is None:
             return 0
         return sum(len(self.outbox.entries(customer_id=m, limit=1_000_000)) for m in members)
 
-    async def _applied(self, positions: dict[int, int]) -> None:
-        """Until each partition's owner has committed the position of its command."""
+    async def _finish(self, log_: EventLog, positions: dict[int, int]) -> int:
+        """Wait until each partition's owner has committed the position of its command,
+        then delete the partition's messages that name the customer; how many went."""
         parts = {p.partition: p for p in self.partitions.parts()}
-        deadline = time.monotonic() + self.wait_s
+        waiting = dict(positions)
+        pause = 0.02
 
-        def behind() -> list[int]:
-            late = []
-            for p, seq in positions.items():
+        def behind() -> dict[int, int]:
+            late = {}
+            for p, seq in waiting.items():
                 fence = getattr(parts[p].store, "fence", None)
                 at = fence() if callable(fence) else None
                 if at is None or at.position < seq:
-                    late.append(p)
+                    late[p] = seq
             return late
 
-        while late := await asyncio.to_thread(behind):
-            if time.monotonic() > deadline:
-                # The suppression holds and the commands wait in the stream; a retry of
-                # the delete finishes the job once the partitions' workers run.
-                log.warning("erasure: partitions %s have not applied it yet", late)
-                raise Unavailable(retry_after=5)
-            await asyncio.sleep(0.05)
+        while waiting := await asyncio.to_thread(behind):
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 1.5)  # a partition without an owner: wait calmly
+        erased = 0
+        for p in sorted(positions):
+            erased += await self._scrub_partition(log_, p)
+        self.counts["erasedMessages"] += erased
+        return erased
 
     async def _scrub_partition(self, log_: EventLog, partition: int) -> int:
         """Securely delete the partition's messages that name an erased identifier, and
-        the erase commands; how many went."""
+        the erase commands; how many went. Reads the partition's subject through an
+        ephemeral consumer, a batch at a time."""
         js = log_.js
         stream = log_.settings.stream
-        name = subject(stream, partition)
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=60.0,
+            max_waiting=1,
+        )
+        sub = await js.pull_subscribe(subject(stream, partition), stream=stream, config=config)
         gone = 0
-        seq = 1
-        while True:
-            try:
-                msg = await js.get_msg(stream, seq=seq, subject=name, next=True)
-            except nats.js.errors.NotFoundError:
-                return gone
-            assert msg.seq is not None
-            seq = msg.seq + 1
-            headers = msg.headers
-            if is_world(headers):
-                continue
-            if not is_erase(headers):
+        try:
+            # Asking for no more than are there, a fetch answers at once.
+            left = (await sub.consumer_info()).num_pending or 0
+            while left > 0:
                 try:
-                    event = decode_event(msg.data or b"")
-                except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
-                    continue
-                if not self.suppression.suppressed(event_identities(event)):
-                    continue
+                    msgs = await sub.fetch(min(SCAN_BATCH, left), timeout=log_.settings.timeout_s)
+                except TimeoutError:
+                    return gone  # fewer than counted: deleted meanwhile
+                for msg in msgs:
+                    if await self._erased(js, stream, msg):
+                        gone += 1
+                left = msgs[-1].metadata.num_pending
+            return gone
+        finally:
             try:
-                await js.delete_msg(stream, msg.seq)  # erase: overwritten on disk
-                gone += 1
-            except nats.js.errors.NotFoundError:
-                pass  # deleted meanwhile (another node's erasure)
+                name = (await sub.consumer_info()).name
+                await sub.unsubscribe()
+                if name:
+                    await js.delete_consumer(stream, name)
+            except (nats.errors.Error, TimeoutError):
+                pass  # it goes by itself after inactive_threshold
+
+    async def _erased(self, js: JetStreamContext, stream: str, msg: Msg) -> bool:
+        """Delete ``msg`` if it names an erased identifier (or is an erase command)."""
+        headers = msg.headers
+        if is_world(headers):
+            return False
+        if not is_erase(headers):
+            try:
+                event = decode_event(msg.data)
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+                return False
+            if not self.suppression.suppressed(event_identities(event)):
+                return False
+        try:
+            # STREAM.MSG.DELETE without no_erase: the file store overwrites the message
+            return bool(await js.delete_msg(stream, msg.metadata.sequence.stream))
+        except nats.js.errors.NotFoundError:
+            return False  # deleted meanwhile (another node's erasure)
 
     # -- stats -------------------------------------------------------------------------
 
@@ -465,6 +513,9 @@ class DistributedPrivacy:
         await self.shared.start(log_.js, replicas=log_.settings.replicas)
 
     async def stop(self) -> None:
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
         await self.shared.stop()
 
 
