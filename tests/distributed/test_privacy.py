@@ -55,6 +55,7 @@ ERIN: dict[str, str] = {
 }
 OLGA_EMAIL = "olga.dist-control@example.net"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+KEY = b"k" * 32  # MOMENTLY_PRIVACY_SECRET, the same for ingest nodes and workers
 
 
 @pytest.fixture
@@ -115,6 +116,7 @@ class Rig:
             deliver=delivery.for_partition,
             on_start=delivery.attach,
             outbox=delivery.outbox,
+            privacy_key=KEY,
         )
         delivery.start()
         try:
@@ -124,7 +126,7 @@ class Rig:
             delivery.close()
 
     @contextmanager
-    def ingest(self) -> Iterator[str]:
+    def ingest(self, key: bytes = b"k" * 32) -> Iterator[str]:
         reads = Partitions(self.log, self.store, moments_url_for(self.store))
         app = ingest_app(
             self.log,
@@ -133,7 +135,7 @@ class Rig:
             reads=reads,
             playbook=self.playbook,
             outbox=open_outbox(self.outbox),
-            privacy_key=b"k" * 32,
+            privacy_key=key,
         )
         with serve(app) as url:
             self.url = self.url or url  # the first node answers the test
@@ -294,6 +296,20 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
         rig.settle()
         assert rig.get(f"/api/profiles/{ERIN['user']}").status_code == 404
 
+        # An ingest node that has not heard of the erasure (here: another key) takes
+        # her event into the stream; the partition's owner drops it.
+        deaf = running.enter_context(rig.ingest(key=b"another key, other digests"))
+        sent = httpx.post(
+            deaf + "/v1/track",
+            json={"userId": ERIN["user"], "event": "Product Viewed", "traits": {"x": TAG}},
+            auth=(WRITE_KEY, ""),
+        )
+        assert sent.status_code == 200 and sent.json()["accepted"] == 1, sent.text
+        rig.settle()
+        assert rig.get(f"/api/profiles/{ERIN['user']}").status_code == 404
+        checkpoint(own_cluster)
+        assert scan(own_cluster.data, needles) == {}
+
         # A new owner of the partitions (from the checkpoint, replaying what follows
         # it in the stream) does not bring her back.
         olga = rig.get("/api/profiles/olga-dist-control").json()["counts"]["track"]
@@ -306,4 +322,3 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
             assert rig.get(f"/api/profiles/{identifier}").status_code == 404
         checkpoint(own_cluster)
         assert scan(own_cluster.data, needles) == {}
-        assert scan(nats.store_dir, needles) == {}

@@ -86,6 +86,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.errors import ConfigError
     from momently.moments.detector import MomentDetector
     from momently.moments.playbook import load_playbook
+    from momently.privacy.suppression import SECRET_ENV, privacy_secret
 
     log = LogSettings.from_url(args.log)
     try:
@@ -127,6 +128,8 @@ def worker_command(args: argparse.Namespace) -> int:
         deliver=delivery.for_partition if delivery is not None else None,
         on_start=on_start,
         outbox=delivery.outbox if delivery is not None else None,  # erasures reach it
+        # The ingest nodes' key: shards drop events of identities erased in them.
+        privacy_key=privacy_secret(os.environ, None) if SECRET_ENV in os.environ else None,
     )
     print(
         f"momently worker {settings.owner}: {len(partitions)} partitions of {log.stream},"

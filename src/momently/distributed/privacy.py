@@ -146,7 +146,10 @@ def erase_in_shard(shard: Shard, command: EraseCommand) -> int:
         outbox.erase(erased)  # pending, scheduled and sent alike
     # The hot state: the engine's identity and profile caches, the stage's states,
     # timers and world-event audience.
-    PrivacyEngine.forget(cast("PrivacyEngine", shard.engine), erased)
+    engine = shard.engine
+    if isinstance(engine, PrivacyEngine):
+        engine.suppression.add(command.digests)  # kept in the store too (store.erase)
+    PrivacyEngine.forget(cast("PrivacyEngine", engine), erased)
     shard.stage.forget(erased)
     log.info("partition %d: erased %d customers, %d events", shard.partition, len(erased), events)
     return events

@@ -24,6 +24,8 @@ from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.records import MomentBatch
 from momently.moments.world import WorldEvent
+from momently.privacy.engine import PrivacyEngine
+from momently.privacy.suppression import Suppression
 from momently.runtime.stage import Decided, MomentStage
 from momently.store import open_moment_store, open_store
 from momently.types import Changes, Fence, MomentStore, Store
@@ -66,6 +68,7 @@ class Shard:
         *,
         on_decisions: Callable[[Decided], None] | None = None,
         deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
+        privacy_key: bytes | None = None,
     ) -> None:
         if not callable(getattr(store, "fence", None)):
             raise ConfigError(f"{type(store).__name__} cannot hold a fencing token")
@@ -83,7 +86,14 @@ class Shard:
         moments.commit(MomentBatch(fence=token))
         if deliver is not None:  # after the token: a fenced owner submits nothing
             on_decisions = deliver(store, moments)
-        self.engine = Engine(store)
+        # With the ingest nodes' privacy key, events naming an identity erased here
+        # (the partition's suppression digests) are dropped, even one an ingest node
+        # took in the moment before it heard of the erasure.
+        self.engine: Engine = (
+            Engine(store)
+            if privacy_key is None
+            else PrivacyEngine(store, Suppression(privacy_key, store.suppressed()))
+        )
         self.engine.fence = Fence(token, self.position)
         self.stage = MomentStage(store, moments, detector, clock, on_decisions=on_decisions)
         self.stage.fence = token
@@ -100,11 +110,15 @@ class Shard:
         clock: Clock,
         *,
         deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
+        privacy_key: bytes | None = None,
     ) -> Shard:
         store = open_store(partition_url(store_url, partition))
         moments = open_moment_store(partition_url(moments_url, partition))
         try:
-            return cls(partition, token, store, moments, detector, clock, deliver=deliver)
+            return cls(
+                partition, token, store, moments, detector, clock,
+                deliver=deliver, privacy_key=privacy_key,
+            )  # fmt: skip
         except BaseException:
             moments.close()
             store.close()

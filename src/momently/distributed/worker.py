@@ -88,8 +88,12 @@ class Worker:
         on_applied: Callable[[int, list[tuple[int, Event]], int], None] | None = None,
         on_start: Callable[[EventLog], None] | None = None,
         outbox: OutboxStore | None = None,
+        privacy_key: bytes | None = None,
     ) -> None:
         self.settings = settings
+        # The ingest nodes' suppression key: each shard drops events of identities
+        # erased in its partition (momently.distributed.privacy).
+        self._privacy_key = privacy_key
         # The shared outbox, where an erase command reaches the customer's sends.
         self._outbox = outbox
         # Called on the worker's loop once connected, with the log to publish to (the
@@ -222,6 +226,7 @@ class Worker:
                     self.detector,
                     self.clock,
                     deliver=self._deliver,
+                    privacy_key=self._privacy_key,
                 ),
             )
         except Fenced:
