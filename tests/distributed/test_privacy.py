@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from momently.clock import SystemClock
+from momently.distributed import privacy
 from momently.distributed.admin import Partitions
 from momently.distributed.command import moments_url_for, open_outbox
 from momently.distributed.deliver import WorkerDelivery
@@ -322,3 +323,40 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
             assert rig.get(f"/api/profiles/{identifier}").status_code == 404
         checkpoint(own_cluster)
         assert scan(own_cluster.data, needles) == {}
+
+
+def test_a_delete_without_an_owner_finishes_once_one_takes_over(
+    nats: NatsServer, own_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker runs: the answer is a 503 after the wait, the suppression holds at once,
+    and the erasure completes (rows, then the stream's messages) when a worker starts."""
+    monkeypatch.setattr(privacy, "WAIT_S", 0.5)
+    rig = Rig(nats, own_cluster)
+    needles = [*ERIN.values(), TAG]
+    with ExitStack() as running:
+        running.enter_context(rig.ingest())
+        worker = ExitStack()
+        worker.enter_context(rig.worker())
+        running.callback(worker.close)
+        erin_lives(rig)
+        worker.close()
+
+        answer = httpx.post(
+            rig.url + "/api/privacy/delete", json={"id": ERIN["email"]}, headers=ADMIN, timeout=30
+        )
+        assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+        rig.post("/v1/track", {"userId": ERIN["user"], "event": "Product Viewed"})
+        assert rig.get("/api/privacy/stats").json()["suppressedEvents"] == 1
+
+        running.enter_context(rig.worker())
+        deadline = time.monotonic() + 60
+        while rig.get("/api/privacy/stats").json()["erasedMessages"] < 4:  # polled
+            assert time.monotonic() < deadline, "the erasure did not finish"
+            time.sleep(0.05)
+        rig.settle()
+        for identifier in (ERIN["user"], ERIN["anon"], ERIN["email"]):
+            assert rig.get(f"/api/profiles/{identifier}").status_code == 404
+        checkpoint(own_cluster)
+        assert scan(own_cluster.data, needles) == {}
+        assert scan(nats.store_dir, needles) == {}
+        assert scan(own_cluster.data, [OLGA_EMAIL]) and scan(nats.store_dir, [OLGA_EMAIL])

@@ -92,6 +92,7 @@ log = logging.getLogger(__name__)
 
 HEADER: Final = "Momently-Erase"
 SCAN_BATCH: Final = 1_000
+WAIT_S = 60.0  # how long a delete's answer waits for the partitions' owners
 
 
 class EraseCommand(msgspec.Struct, frozen=True):
@@ -262,7 +263,7 @@ class DistributedPrivacy:
         clock: Clock,
         *,
         outbox: OutboxStore | None = None,
-        wait_s: float = 60.0,
+        wait_s: float | None = None,
     ) -> None:
         self.partitions = partitions
         self.handle = handle
@@ -273,7 +274,7 @@ class DistributedPrivacy:
         self.playbook = playbook
         self.clock = clock
         self.outbox = outbox
-        self.wait_s = wait_s
+        self.wait_s = WAIT_S if wait_s is None else wait_s
         self.counts = {"erasures": 0, "erasedEvents": 0, "erasedMessages": 0}
         self._pending: set[asyncio.Future[int]] = set()
 
