@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -24,10 +24,13 @@ import httpx
 import pytest
 
 from momently.clock import SystemClock
+from momently.deliver.tracking import TokenSigner, TrackingLinks
 from momently.distributed.admin import Partitions
 from momently.distributed.command import moments_url_for, open_outbox
 from momently.distributed.deliver import WorkerDelivery
-from momently.distributed.log import LogSettings
+from momently.distributed.inapp import InAppRelay
+from momently.distributed.live import LiveRelay
+from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.partition import parse_partitions
 from momently.distributed.web import ingest_app, worker_app
 from momently.distributed.worker import Worker, WorkerSettings
@@ -43,6 +46,7 @@ from tests.web.serve import serve
 # do with the default 64 (the tests assert it where their expectations need it).
 PARTITIONS = 9
 WORKERS = ("0-4", "5-8")  # two workers, each owning about half of the partitions
+TRACKING_KEY = b"e2e-tracking-key-" + b"k" * 32  # MOMENTLY_TRACKING_SECRET on every process
 _clusters = itertools.count(1)
 
 
@@ -97,6 +101,12 @@ def distributed(
     chosen = playbook or load_playbook(None)
     reads = Partitions(log, store, moments_url_for(store))
     with ExitStack() as running:
+        # The ingest node first: the workers' tracking links point at it.
+        node = ingest_app(
+            log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=reads, playbook=chosen,
+            tracking_key=TRACKING_KEY, outbox=open_outbox(outbox),
+        )  # fmt: skip
+        url = running.enter_context(serve(node, closing=[node.state.live.close]))
         for w, spec in enumerate(WORKERS):
             settings = WorkerSettings(
                 log=log,
@@ -114,22 +124,38 @@ def distributed(
                 clock,
                 environ={},
                 partitions=Partitions(log, store, moments_url_for(store)),
+                # as momently worker --public-url with MOMENTLY_TRACKING_SECRET
+                links=TrackingLinks(url, TokenSigner(TRACKING_KEY, clock)),
+                hub=(hub := InAppRelay(log.stream, clock)),  # the node's in-app streams
             )
             running.callback(delivery.close)  # after the worker has stopped
+            relay = LiveRelay(log.stream)  # as momently worker: the node's /api/live
             worker = Worker(
                 settings,
                 MomentDetector(chosen),
                 clock,
-                deliver=delivery.for_partition,
-                on_start=delivery.attach,
+                deliver=relay.deliver(delivery.for_partition),
+                on_moments=relay.on_moments,
+                on_start=attach(relay, hub, delivery),
                 outbox=delivery.outbox,  # as momently worker --outbox: erasures reach it
             )
             delivery.start()
             running.enter_context(serve(worker_app(worker)))
-        url = running.enter_context(
-            serve(ingest_app(log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=reads, playbook=chosen))
-        )
         yield DistributedServer(url, int(url.rsplit(":", 1)[1]))
+
+
+def attach(
+    relay: LiveRelay, hub: InAppRelay, delivery: WorkerDelivery
+) -> Callable[[EventLog], None]:
+    """The worker's ``on_start``, as momently worker's: the live and in-app relays and the
+    sender's outcome events get the worker's connection."""
+
+    def on_start(log: EventLog) -> None:
+        relay.attach(log.client)
+        hub.attach(log.client)
+        delivery.attach(log)
+
+    return on_start
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from momently.clock import Clock
 
 
 def add_worker_parser(commands: Any) -> None:
@@ -37,6 +41,12 @@ def add_worker_parser(commands: Any) -> None:
         "--outbox",
         help="outbox URL shared by the workers (postgresql://…, or sqlite:///… on one host);"
         " without it decisions are stored, not sent",
+    )
+    worker.add_argument(
+        "--public-url",
+        help="where the ingest nodes' tracking links are served (https://t.example.com);"
+        " messages then carry signed click, open and unsubscribe links, signed with"
+        " MOMENTLY_TRACKING_SECRET (the same on every worker and ingest node)",
     )
     worker.add_argument("--host", default="127.0.0.1", help="address of /healthz and /metrics")
     worker.add_argument("--port", type=int, default=9100, help="port of /healthz and /metrics")
@@ -71,6 +81,26 @@ def open_outbox(url: str) -> Any:
     raise ConfigError(f"no outbox backend for {url!r}")
 
 
+def worker_links(public_url: str | None, environ: Mapping[str, str], clock: Clock) -> Any:
+    """The tracking links a worker's messages carry (``--public-url``), or None.
+
+    The key must be ``MOMENTLY_TRACKING_SECRET``: a worker keeps no key of its own,
+    and the ingest nodes that serve the links must check what every worker signs.
+    """
+    from momently.deliver.tracking import TokenSigner, TrackingLinks
+    from momently.errors import ConfigError
+    from momently.runtime.delivery import SECRET_ENV, tracking_secret
+
+    if public_url is None:
+        return None
+    if SECRET_ENV not in environ:
+        raise ConfigError(f"--public-url needs {SECRET_ENV}, the ingest nodes' tracking key")
+    try:
+        return TrackingLinks(public_url, TokenSigner(tracking_secret(environ, None), clock))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def worker_command(args: argparse.Namespace) -> int:
     """``momently worker``: serve health and metrics, run the worker until SIGTERM."""
     import uvicorn
@@ -78,7 +108,9 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.clock import SystemClock
     from momently.distributed.admin import Partitions
     from momently.distributed.deliver import WorkerDelivery
-    from momently.distributed.log import LogSettings
+    from momently.distributed.inapp import InAppRelay
+    from momently.distributed.live import LiveRelay
+    from momently.distributed.log import EventLog, LogSettings
     from momently.distributed.partition import parse_partitions
     from momently.distributed.shard import partition_url
     from momently.distributed.web import worker_app
@@ -108,6 +140,8 @@ def worker_command(args: argparse.Namespace) -> int:
     )
     playbook = load_playbook(args.playbook)
     clock = SystemClock()
+    links = worker_links(args.public_url, os.environ, clock)
+    hub = InAppRelay(log.stream, clock)  # in-app sends reach the ingest nodes' streams
     delivery = (
         # The sender reads every partition's stores for the customers it sends to.
         WorkerDelivery(
@@ -116,16 +150,26 @@ def worker_command(args: argparse.Namespace) -> int:
             clock,
             environ=os.environ,
             partitions=Partitions(log, args.store, moments_url),
+            links=links,
+            hub=hub,
         )
         if args.outbox
         else None
     )
-    on_start = delivery.attach if delivery is not None else None
+    relay = LiveRelay(log.stream)  # the ingest nodes' /api/live
+
+    def on_start(found: EventLog) -> None:
+        relay.attach(found.client)
+        hub.attach(found.client)
+        if delivery is not None:
+            delivery.attach(found)
+
     worker = Worker(
         settings,
         MomentDetector(playbook),
         clock,
-        deliver=delivery.for_partition if delivery is not None else None,
+        deliver=relay.deliver(delivery.for_partition if delivery is not None else None),
+        on_moments=relay.on_moments,
         on_start=on_start,
         outbox=delivery.outbox if delivery is not None else None,  # erasures reach it
         # The ingest nodes' key: shards drop events of identities erased in them.
@@ -161,6 +205,7 @@ def serve_log(settings: Any, log_url: str) -> int:
     from momently.distributed.web import ingest_app
     from momently.errors import ConfigError
     from momently.moments.playbook import load_playbook
+    from momently.web.live import StreamClosingServer
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
@@ -184,5 +229,6 @@ def serve_log(settings: Any, log_url: str) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False
     )
-    uvicorn.Server(config).run()
+    # Open dashboard streams end when shutdown begins (as the embedded serve's do).
+    StreamClosingServer(config, [app.state.live.close]).run()
     return 0

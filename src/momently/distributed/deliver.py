@@ -17,8 +17,10 @@ repeat is dropped. The sender may send for any partition, so it names the
 customer by the ids the partitions' stores hold for them, and checks their
 consent at send time (as the embedded server does) against the profile there.
 
-Not yet done in distributed mode: messages carry no tracking links (no public
-URL or secret in a worker).
+Tracking links: with ``links`` (``momently worker --public-url``, the key in
+``MOMENTLY_TRACKING_SECRET``, the same on every worker and ingest node), each
+message carries signed click, open and unsubscribe links to an ingest node's
+``/t/*`` routes, as the embedded server's do.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, cast
 
 from momently.clock import Clock
 from momently.deliver.channels.inapp import InAppHub
+from momently.deliver.tracking import TrackingLinks
 from momently.deliver.types import OutboxStore
 from momently.engine import IngestResult
 from momently.errors import ConfigError
@@ -101,14 +104,18 @@ class WorkerDelivery:
         environ: Mapping[str, str] | None = None,
         routes: Routes | None = None,
         partitions: Partitions | None = None,
+        links: TrackingLinks | None = None,
+        hub: InAppHub | None = None,
     ) -> None:
         self.spec = playbook.decide
+        self.links = links
         self.outbox = outbox
         self.clock = clock
         self.routes = (
             routes
             if routes is not None
-            else build_routes(self.spec, environ or {}, clock, InAppHub(clock))
+            # In-app sends go to ``hub``: the ingest nodes' streams (distributed.inapp).
+            else build_routes(self.spec, environ or {}, clock, hub or InAppHub(clock))
         )
         self._partitions = partitions
         if partitions is not None:
@@ -129,7 +136,7 @@ class WorkerDelivery:
             moments=moments,
             clock=self.clock,
             ingest=None,
-            links=None,
+            links=self.links,
         )
 
     def for_partition(self, store: Store, moments: MomentStore) -> Callable[[Decided], None]:

@@ -22,6 +22,7 @@ from momently.engine import Engine
 from momently.errors import ConfigError
 from momently.events import Event
 from momently.moments.detector import MomentDetector
+from momently.moments.model import Moment
 from momently.moments.records import MomentBatch
 from momently.moments.world import WorldEvent
 from momently.privacy.engine import PrivacyEngine
@@ -69,6 +70,7 @@ class Shard:
         on_decisions: Callable[[Decided], None] | None = None,
         deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
         privacy_key: bytes | None = None,
+        on_moments: Callable[[list[Moment]], None] | None = None,
     ) -> None:
         if not callable(getattr(store, "fence", None)):
             raise ConfigError(f"{type(store).__name__} cannot hold a fencing token")
@@ -95,7 +97,9 @@ class Shard:
             else PrivacyEngine(store, Suppression(privacy_key, store.suppressed()))
         )
         self.engine.fence = Fence(token, self.position)
-        self.stage = MomentStage(store, moments, detector, clock, on_decisions=on_decisions)
+        self.stage = MomentStage(
+            store, moments, detector, clock, on_moments=on_moments, on_decisions=on_decisions
+        )
         self.stage.fence = token
         self.stage.catch_up()  # events in the store that the stage had not reached
 
@@ -111,13 +115,14 @@ class Shard:
         *,
         deliver: Callable[[Store, MomentStore], Callable[[Decided], None]] | None = None,
         privacy_key: bytes | None = None,
+        on_moments: Callable[[list[Moment]], None] | None = None,
     ) -> Shard:
         store = open_store(partition_url(store_url, partition))
         moments = open_moment_store(partition_url(moments_url, partition))
         try:
             return cls(
                 partition, token, store, moments, detector, clock,
-                deliver=deliver, privacy_key=privacy_key,
+                deliver=deliver, privacy_key=privacy_key, on_moments=on_moments,
             )  # fmt: skip
         except BaseException:
             moments.close()

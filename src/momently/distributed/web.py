@@ -10,8 +10,10 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,11 +23,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from momently import __version__
 from momently.clock import SystemClock
+from momently.deliver.channels.inapp import InAppHub
+from momently.deliver.inapp_routes import inapp_router
+from momently.deliver.store_memory import MemoryOutboxStore
+from momently.deliver.tracking import TokenSigner
+from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
 from momently.distributed.admin import Partitions, reads_router
+from momently.distributed.deliver import LogSubmitter, PartitionView
+from momently.distributed.inapp import relay_inapp
 from momently.distributed.journeys import journeys_router
+from momently.distributed.live import relay_to
 from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.privacy import DistributedPrivacy, LogHandle, distributed_privacy_router
+from momently.distributed.views import PartitionedMoments, PartitionedStore
 from momently.distributed.worker import Worker
 from momently.distributed.world import world_router
 from momently.engine import IngestResult
@@ -35,7 +46,15 @@ from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_respo
 from momently.metrics import Metrics
 from momently.moments.playbook import Playbook, load_playbook
 from momently.privacy.suppression import SECRET_ENV, Suppression, privacy_secret
+from momently.runtime.delivery import SECRET_ENV as TRACKING_ENV
+from momently.runtime.delivery import Delivery, Ingest, Routes, tracking_secret
+from momently.runtime.writer import Writer
+from momently.store.memory import MemoryStore
+from momently.types import MomentStore, Store
 from momently.web.auth import Access
+from momently.web.dashboard import dashboard_router
+from momently.web.deliveries_api import deliveries_router
+from momently.web.live import LiveFeed, live_router
 from momently.web.models import Health
 
 log = logging.getLogger(__name__)
@@ -44,10 +63,11 @@ log = logging.getLogger(__name__)
 class LogWriter:
     """The tracking API's writer: the log once connected, 503 before."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: LiveFeed | None = None) -> None:
         self.log: EventLog | None = None
         # The erased identities (shared by every ingest node): their events are dropped.
         self.suppression: Suppression | None = None
+        self.live = live  # told of each acknowledged batch: the dashboard's ingest rate
 
     async def write(self, events: Sequence[Event]) -> IngestResult:
         if self.log is None:
@@ -57,7 +77,69 @@ class LogWriter:
             events = [e for e in events if not drops(e)]
             if not events:
                 return IngestResult(0, 0)
-        return await self.log.write(events)
+        started = time.perf_counter()
+        result = await self.log.write(events)
+        if self.live is not None:
+            self.live.on_commit(len(events), time.perf_counter() - started)
+        return result
+
+
+class Feedback:
+    """Where the tracking links' hits go: into the log, as the embedded server puts them
+    in its store (validated and stamped by :class:`Ingest`, under the ids the
+    customer's partition knows them by, so the event reaches that partition)."""
+
+    def __init__(self, reads: Partitions | None, clock: SystemClock) -> None:
+        self.log: EventLog | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.reads = reads
+        self.clock = clock
+
+    def identity(self, customer_id: str) -> dict[str, str]:
+        if self.reads is None:  # no stores to name the customer by: refused, and logged
+            return {}
+        view = cast("Store", PartitionView(self.reads))
+        return Ingest(cast("Writer", None), view, self.clock).identity(customer_id)
+
+    def emit(self, event: dict[str, object]) -> None:
+        """Called from a route's thread; waits for JetStream's acknowledgement, so a
+        failure is the unsubscribe route's 503 (the client retries)."""
+        found, loop = self.log, self.loop
+        if found is None or loop is None:
+            raise Unavailable(retry_after=1)
+        writer = cast("Writer", LogSubmitter(found, loop))
+        store = cast("Store", MemoryStore())  # the identity is in the event; none is read
+        Ingest(writer, store, self.clock).now(dict(event), source="momently:tracking")
+
+
+def _outbox_reads(
+    playbook: Playbook, outbox: OutboxStore | None, reads: Partitions, clock: SystemClock
+) -> Delivery:
+    """The embedded delivery over the workers' shared outbox, to read (never started:
+    the workers send). Without the outbox, one with nothing in it."""
+    if outbox is None:
+        log.warning("no outbox (MOMENTLY_OUTBOX): /api/deliveries lists nothing here")
+    return Delivery(
+        playbook.decide,
+        outbox if outbox is not None else MemoryOutboxStore(),
+        Routes(),
+        store=cast("Store", PartitionedStore(reads)),
+        moments=cast("MomentStore", PartitionedMoments(reads)),
+        clock=clock,
+        ingest=None,
+        links=None,
+    )
+
+
+def _signer(key: bytes | None) -> TokenSigner:
+    """The tracking links' signer: one key on every worker and ingest node."""
+    if key is None and TRACKING_ENV not in os.environ:
+        log.warning(
+            "%s is not set: links the workers sign are refused here; set it to one value"
+            " on every worker and ingest node",
+            TRACKING_ENV,
+        )
+    return TokenSigner(key if key is not None else tracking_secret(os.environ, None), SystemClock())
 
 
 def _errors(app: FastAPI, metrics: Metrics) -> None:
@@ -118,6 +200,7 @@ def ingest_app(
     playbook: Playbook | None = None,
     outbox: OutboxStore | None = None,
     privacy_key: bytes | None = None,
+    tracking_key: bytes | None = None,
 ) -> FastAPI:
     """A stateless ingest node: validate, append to JetStream, answer after the acks.
 
@@ -127,8 +210,18 @@ def ingest_app(
     too: the privacy routes (:mod:`momently.distributed.privacy`), over the workers'
     shared ``outbox`` if given, with the suppression key ``privacy_key`` (default
     ``MOMENTLY_PRIVACY_SECRET``: the same on every ingest node).
+
+    As the embedded server, it serves the dashboard, ``/api/live`` (the workers'
+    moments and decisions, :mod:`momently.distributed.live`) and the tracking
+    links' ``/t/*`` routes, whose tokens the workers sign with ``tracking_key``
+    (default ``MOMENTLY_TRACKING_SECRET``: the same on every worker and node).
     """
-    writer = LogWriter()
+    live = LiveFeed()
+    writer = LogWriter(live)
+    clock = SystemClock()
+    hub = InAppHub(clock)  # the devices' streams, fed by the workers (distributed.inapp)
+    signer = _signer(tracking_key)
+    feedback = Feedback(reads, clock)
     metrics = Metrics()
     handle = LogHandle()
     privacy: DistributedPrivacy | None = None
@@ -157,8 +250,14 @@ def ingest_app(
             if privacy is not None:
                 await privacy.start(writer.log)  # the erased identities, before any ingest
             handle.log, handle.loop = writer.log, asyncio.get_running_loop()
+            feedback.log, feedback.loop = writer.log, asyncio.get_running_loop()
+            await relay_to(writer.log.client, settings.stream, live)
+            await relay_inapp(writer.log.client, settings.stream, hub)
             yield
         finally:
+            live.close()  # ends the open streams, so shutdown never waits for them
+            hub.close()
+            feedback.log = None
             found, writer.log = writer.log, None
             handle.log = None
             try:
@@ -168,9 +267,13 @@ def ingest_app(
             finally:
                 if reads is not None:
                     await asyncio.to_thread(reads.close)
+                if outbox is not None:
+                    await asyncio.to_thread(outbox.close)
 
     app = FastAPI(title="momently ingest", version=__version__, lifespan=lifespan)
     app.state.writer = writer
+    app.state.live = live
+    app.state.hub = hub
     app.state.access = access = Access(admin_key=admin_key)
     tracking = TrackingAPI(writer, WriteKeys(tuple(write_keys)), SystemClock(), metrics)
     _errors(app, metrics)
@@ -194,8 +297,22 @@ def ingest_app(
         return Health(status="ok", pending=0)
 
     app.include_router(tracking.router())
+    app.include_router(tracking_router(signer, feedback.emit, clock, identity=feedback.identity))
+    app.include_router(inapp_router(hub, signer))
+    app.include_router(live_router(live, access, clock=clock))
+    app.include_router(dashboard_router(access))
     if reads is not None:
         app.include_router(reads_router(reads, lambda: writer.log, access))
+        app.include_router(
+            deliveries_router(
+                cast("Store", PartitionedStore(reads)),
+                cast("MomentStore", PartitionedMoments(reads)),
+                _outbox_reads(playbook or load_playbook(None), outbox, reads, clock),
+                signer,
+                clock,
+                access,
+            )
+        )
         _store_errors(app)
     if privacy is not None:
         app.include_router(distributed_privacy_router(privacy, handle, SystemClock()))

@@ -48,6 +48,7 @@ from momently.distributed.world import decode_world, is_world
 from momently.errors import Fenced
 from momently.events import Event, decode_event
 from momently.moments.detector import MomentDetector
+from momently.moments.model import Moment
 from momently.moments.world import WorldEvent
 from momently.runtime.stage import Decided
 from momently.types import MomentStore, Store
@@ -89,8 +90,11 @@ class Worker:
         on_start: Callable[[EventLog], None] | None = None,
         outbox: OutboxStore | None = None,
         privacy_key: bytes | None = None,
+        on_moments: Callable[[list[Moment]], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Every partition's new moments (the live feed's relay, momently.distributed.live).
+        self._on_moments = on_moments
         # The ingest nodes' suppression key: each shard drops events of identities
         # erased in its partition (momently.distributed.privacy).
         self._privacy_key = privacy_key
@@ -227,6 +231,7 @@ class Worker:
                     self.clock,
                     deliver=self._deliver,
                     privacy_key=self._privacy_key,
+                    on_moments=self._on_moments,
                 ),
             )
         except Fenced:

@@ -1,0 +1,191 @@
+"""The ingest node serves what the embedded server serves: the same routes, and through
+them the workers' tracking links, live feed, in-app messages and deliveries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from starlette.routing import BaseRoute
+
+from momently.config import Settings
+from momently.distributed.admin import Partitions
+from momently.distributed.log import LogSettings
+from momently.distributed.web import ingest_app
+from momently.moments.playbook import load_playbook
+from momently.web.app import create_app
+from tests.distributed.e2e import DistributedServer, distributed
+from tests.nats_server import NatsServer
+from tests.postgres import Cluster
+
+# Routes the embedded server has and an ingest node does not, each with its reason.
+NOT_ON_INGEST_NODES = {
+    # The online models live in the workers' memory, one set per partition (each learns
+    # from its own customers, README "What is the same and what is not"): there is no
+    # one model to describe or ask, and a node holds none.
+    ("GET", "/api/models"),
+    ("GET", "/api/customers/{id}/predictions"),
+}
+# Routes only distributed mode has: the process's liveness and readiness, and how far
+# each partition's worker has got.
+ONLY_ON_INGEST_NODES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/partitions")}
+
+
+def routes(found: Sequence[BaseRoute]) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, those of included routers too."""
+    for route in found:
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from routes(nested.routes)
+        elif isinstance(route, APIRoute):
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                yield method, route.path
+
+
+def served(app: FastAPI) -> set[tuple[str, str]]:
+    return set(routes(app.routes))
+
+
+def test_an_ingest_node_serves_the_embedded_servers_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOMENTLY_PRIVACY_SECRET", "p" * 32)
+    monkeypatch.setenv("MOMENTLY_TRACKING_SECRET", "t" * 32)
+    embedded = create_app(Settings(data_dir=tmp_path / "e", write_keys=("w",), admin_key="a"))
+    log = LogSettings.from_url("nats://127.0.0.1:1?stream=R&partitions=4")  # never connected
+    stores = f"sqlite:///{tmp_path}/p{{partition}}.db"
+    node = ingest_app(
+        log, ("w",), admin_key="a", reads=Partitions(log, stores, stores),
+        playbook=load_playbook(None),
+    )  # fmt: skip
+    with TestClient(embedded):  # its lifespan closes the stores it opened
+        ours, theirs = served(node), served(embedded)
+    assert {("GET", "/dashboard"), ("GET", "/api/live"), ("GET", "/t/c/{token}")} <= theirs
+    assert theirs - ours == NOT_ON_INGEST_NODES
+    assert ours - theirs == ONLY_ON_INGEST_NODES
+
+
+@pytest.fixture(scope="module")
+def cluster(nats_server: NatsServer, postgres: Cluster) -> Iterator[DistributedServer]:
+    """One ingest node and two workers for this module's tests (tests/distributed/e2e.py)."""
+    with distributed(nats_server, postgres) as server:
+        yield server
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def post(server: DistributedServer, batch: list[dict[str, Any]]) -> None:
+    answer = httpx.post(
+        server.url + "/v1/batch", json={"batch": batch}, auth=(server.write_key, ""), timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    server.settle()
+
+
+def sse(lines: Iterator[str], want: int) -> Iterator[dict[str, str]]:
+    """Events (comments skipped) from an SSE line stream, until ``want`` have come."""
+    current: dict[str, str] = {}
+    for line in lines:
+        if line == "" and "data" in current:
+            yield current
+            current = {}
+            want -= 1
+            if want == 0:
+                return
+        elif line == "":
+            current = {}  # a block without data (the stream's retry: line)
+        elif not line.startswith(":"):
+            field, _, value = line.partition(": ")
+            current[field] = value
+
+
+def test_workers_messages_links_live_feed_and_in_app_reach_the_ingest_node(
+    cluster: DistributedServer,
+) -> None:
+    server = cluster
+    now = datetime.now(UTC)
+    device = {"device": {"id": "ann-phone", "type": "ios", "token": "tok-ann"}}
+    post(server, [
+        {"type": "track", "userId": "ann", "event": "Application Opened", "messageId": "ann-open",
+         "timestamp": iso(now - timedelta(minutes=2)), "context": device},
+    ])  # fmt: skip
+    with httpx.Client(base_url=server.url, headers=server.admin, timeout=30) as admin:
+        check_the_ingest_node(server, admin, device, now)
+
+
+def check_the_ingest_node(
+    server: DistributedServer, admin: httpx.Client, device: dict[str, Any], now: datetime
+) -> None:
+    customer = admin.get("/api/profiles/ann").json()["customerId"]
+
+    # The dashboard's live feed, open before the complaint: the workers' moment and
+    # decision about it arrive through NATS.
+    with admin.stream("GET", "/api/live") as live:
+        assert live.status_code == 200
+        lines = live.iter_lines()
+        assert next(lines) == "retry: 3000"
+        post(server, [
+            {"type": "track", "userId": "ann", "event": "Support Message",
+             "messageId": "ann-complaint", "timestamp": iso(now), "context": device,
+             "properties": {"text": "this is terrible, my order is late again!!"}},
+        ])  # fmt: skip
+        seen: dict[str, dict[str, Any]] = {}
+        for event in sse(lines, 20):
+            body = json.loads(event["data"])
+            if event["event"] in ("moment", "decision") and body["customerId"] == customer:
+                seen.setdefault(event["event"], body)
+            if len(seen) == 2:
+                break
+    assert seen["moment"]["kind"] == "friction", seen
+    assert seen["decision"]["momentId"] == seen["moment"]["momentId"]
+    decision = seen["decision"]
+    assert decision["action"] == "send" and decision["channel"] == "in_app", decision
+
+    # The send, in the workers' shared outbox, read through the node's /api/deliveries.
+    deadline = time.monotonic() + 60
+    while True:  # the sender works on its own thread: polled, with a deadline
+        found = admin.get("/api/deliveries", params={"customer": "ann"}).json()["deliveries"]
+        if found and found[0]["state"] == "sent":
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+    (entry,) = found
+    assert entry["decision_id"] == decision["decisionId"]
+    stats = admin.get("/api/deliveries/stats").json()
+    assert stats["outbox"]["sent"] >= 1
+
+    # The in-app message reached the node's mailbox for her device: a stream opened now
+    # gets it, as the embedded server's does.
+    token = admin.post("/api/inapp/token", json={"customer": "ann", "device": "ann-phone"})
+    assert token.status_code == 200, token.text
+    with httpx.stream("GET", server.url + token.json()["stream"], timeout=30) as inapp:
+        assert inapp.status_code == 200
+        (message,) = list(sse(inapp.iter_lines(), 1))
+    assert message["id"] == entry["key"]
+    assert json.loads(message["data"])["decision_id"] == decision["decisionId"]
+
+    # The worker signed the message's unsubscribe link with the key the node checks, and
+    # pointed it at the node: one click there puts her opt-out in her partition.
+    link = entry["message"]["unsubscribe_url"]
+    assert link.startswith(server.url + "/t/u/"), link
+    assert httpx.get(link, timeout=10).status_code == 200  # the confirmation page
+    forged = httpx.post(link[:-4] + "AAAA", data={"List-Unsubscribe": "One-Click"}, timeout=10)
+    assert forged.status_code in (400, 401, 403), forged.text
+    done = httpx.post(link, data={"List-Unsubscribe": "One-Click"}, timeout=10)
+    assert done.status_code == 200, done.text
+    server.settle()
+    events = admin.get("/api/events", params={"customer": "ann"}).json()["events"]
+    (unsubscribed,) = [e for e in events if e.get("event") == "Unsubscribed"]
+    assert unsubscribed["properties"]["decision_id"] == decision["decisionId"]
+    assert unsubscribed["userId"] == "ann"
