@@ -237,6 +237,20 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
         assert any(name.startswith("pg_wal/") for name in held), held  # in the WAL too
         assert scan(nats.store_dir, needles), "the scan finds her in the JetStream store"
 
+        # Refusals in the embedded mode's shapes; none writes anything.
+        delete = rig.url + "/api/privacy/delete"
+        refused = [
+            (httpx.get(rig.url + f"/api/privacy/export/{ERIN['user']}", timeout=10), 401),
+            (rig.get("/api/privacy/export/nobody-at-all"), 404),
+            (httpx.post(delete, json={"id": "nobody"}, headers=ADMIN), 404),
+            (httpx.post(delete, json={"who": 1}, headers=ADMIN), 422),
+            (httpx.post(rig.url + "/api/customers/olga-dist-control/consent",
+                        json={"granted": False, "channel": "pigeon"}, headers=ADMIN), 400),
+        ]  # fmt: skip
+        for got, status in refused:
+            assert got.status_code == status and "error" in got.json(), got.text
+        assert rig.get("/api/privacy/stats").json()["erasures"] == 0
+
         # Consent through the API: an opt-out, recorded in the customer's partition.
         opted = httpx.post(
             rig.url + "/api/customers/olga-dist-control/consent",
