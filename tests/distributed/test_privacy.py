@@ -15,6 +15,7 @@ not bring her back.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats as nats_client
+import nats.errors as nats_errors
 import psycopg
 import pytest
 
@@ -37,7 +40,7 @@ from momently.events import from_ms
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
 from tests.conftest import ADMIN_KEY, WRITE_KEY
-from tests.nats_server import NatsServer, needs_nats, start_server
+from tests.nats_server import NatsServer, free_port, needs_nats, start_server
 from tests.postgres import Cluster
 from tests.web.serve import serve
 
@@ -374,3 +377,62 @@ def test_a_delete_without_an_owner_finishes_once_one_takes_over(
         assert scan(own_cluster.data, needles) == {}
         assert scan(nats.store_dir, needles) == {}
         assert scan(own_cluster.data, [OLGA_EMAIL]) and scan(nats.store_dir, [OLGA_EMAIL])
+
+
+def test_the_secure_delete_reaches_every_replica(tmp_path: Path) -> None:
+    """A three-node cluster, replicas = 3: the delete an erasure makes overwrites the
+    message in every node's stream store (``jetstream/$G/streams``). Each node's Raft
+    log for the stream (``jetstream/$SYS/_js_``) still holds it until its next
+    compaction: not covered, as SECURITY.md says."""
+    routes = [free_port() for _ in range(3)]
+    urls = ",".join(f"nats://127.0.0.1:{p}" for p in routes)
+    with ExitStack() as running:
+        nodes = []
+        for i, route in enumerate(routes):
+            node = start_server(
+                tmp_path / f"n{i}",
+                ["-n", f"n{i}", "--cluster_name", "priv", "--cluster",
+                 f"nats://127.0.0.1:{route}", "--routes", urls],
+            )  # fmt: skip
+            running.callback(node.stop, True)
+            nodes.append(node)
+        marker, other = f"erin.{TAG}@example.org".encode(), OLGA_EMAIL.encode()
+
+        def stores(needle: bytes) -> list[Path]:
+            return [
+                p
+                for n in range(3)
+                for p in (tmp_path / f"n{n}" / "jetstream" / "$G").rglob("*")
+                if p.is_file() and needle in p.read_bytes()
+            ]
+
+        async def main() -> None:
+            client = await nats_client.connect([f"nats://{n.address}" for n in nodes])
+            try:
+                js = client.jetstream(timeout=10)
+                deadline = time.monotonic() + 30
+                while True:  # until the cluster has elected its meta leader (polled)
+                    try:
+                        await js.add_stream(name="R3", subjects=["r3.*"], num_replicas=3)
+                        break
+                    except (nats_errors.Error, TimeoutError):
+                        assert time.monotonic() < deadline, "no JetStream meta leader"
+                        await asyncio.sleep(0.2)
+                ack = await js.publish("r3.1", marker)
+                last = await js.publish("r3.1", other)
+                deadline = time.monotonic() + 30
+                while len(stores(other)) < 3:  # written on every replica (polled)
+                    assert time.monotonic() < deadline, "not on three replicas"
+                    await asyncio.sleep(0.05)
+                assert len(stores(marker)) == 3
+                assert await js.delete_msg("R3", ack.seq)
+                await js.publish("r3.1", b"after")  # a later entry: the delete was applied
+                deadline = time.monotonic() + 30
+                while stores(marker):  # applied by every replica (polled)
+                    assert time.monotonic() < deadline, f"still in {stores(marker)}"
+                    await asyncio.sleep(0.05)
+                assert len(stores(other)) == 3 and last.seq > ack.seq
+            finally:
+                await client.close()
+
+        asyncio.run(main())
