@@ -346,16 +346,23 @@ def test_a_delete_without_an_owner_finishes_once_one_takes_over(
     nats: NatsServer, own_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No worker runs: the answer is a 503 after the wait, the suppression holds at once,
-    and the erasure completes (rows, then the stream's messages) when a worker starts."""
+    and the erasure completes (rows, then the stream's messages) when a worker starts.
+    Bob, who used Erin's old phone, is another person: he stays."""
     monkeypatch.setattr(privacy, "WAIT_S", 0.5)
     rig = Rig(nats, own_cluster)
-    needles = [*ERIN.values(), TAG]
+    needles = [v for k, v in ERIN.items() if k != "device"]  # her device is Bob's too
     with ExitStack() as running:
         running.enter_context(rig.ingest())
         worker = ExitStack()
         worker.enter_context(rig.worker())
         running.callback(worker.close)
         erin_lives(rig)
+        rig.post(
+            "/v1/track",
+            {"userId": "bob-second-hand", "event": "Application Opened",
+             "context": {"device": {"id": ERIN["device"], "type": "ios"}}},
+        )  # fmt: skip
+        rig.settle()
         worker.close()
 
         answer = httpx.post(
@@ -373,6 +380,7 @@ def test_a_delete_without_an_owner_finishes_once_one_takes_over(
         rig.settle()
         for identifier in (ERIN["user"], ERIN["anon"], ERIN["email"]):
             assert rig.get(f"/api/profiles/{identifier}").status_code == 404
+        assert rig.get("/api/profiles/bob-second-hand").json()["counts"] == {"track": 1}
         checkpoint(own_cluster)
         assert scan(own_cluster.data, needles) == {}
         assert scan(nats.store_dir, needles) == {}

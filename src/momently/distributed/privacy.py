@@ -124,13 +124,33 @@ def decode_erase(data: bytes) -> EraseCommand:
     return _decode(data)
 
 
+def theirs(store: Store, keys: Iterable[IdentityKey]) -> set[str]:
+    """The canonical customers of ``store`` that are the person these identifiers name:
+    the owner of one of their userIds, and the owner of one of their anonymousIds if
+    that profile is anonymous or one of their userIds. Never through a device, email or
+    phone, which another person may share, nor an anonymous id merged into another
+    user (someone else who logged in on the same app install)."""
+    strong = sorted({k for k in keys if k[0] in ("user_id", "anonymous_id")})
+    users = {v for k, v in strong if k == "user_id"}
+    found: set[str] = set()
+    for key, owner in store.owners(strong).items():
+        customer = store.canonical(owner) or owner
+        if key[0] != "user_id":
+            profile = store.profile(customer)
+            if profile is not None and profile.user_id not in (None, *users):
+                continue
+        found.add(customer)
+    return found
+
+
 def erase_in_shard(shard: Shard, command: EraseCommand) -> int:
     """Apply an erase command in the partition's owner: the customers its identifiers
     name there, gone from the partition's stores, the shared outbox and memory.
     Returns the events erased. The caller commits the command's stream position."""
     store = shard.store
     keys: list[IdentityKey] = [(k, v) for k, v in command.keys]
-    found = {*store.owners(keys).values(), *command.customers}
+    # Resolved here, in stream order: a merge that was in flight has happened.
+    found = {*theirs(store, keys), *command.customers}
     canonical = {store.canonical(c) or c for c in found}
     members: set[str] = set(canonical)
     for customer in canonical:
@@ -280,19 +300,45 @@ class DistributedPrivacy:
 
     # -- export ------------------------------------------------------------------------
 
+    def _resolve(self, identifier: str) -> tuple[Part, str, dict[int, set[str]], set[IdentityKey]]:
+        """The partition and customer that answer for ``identifier`` (as the admin reads
+        pick them), every partition's customers that are the same person
+        (:func:`theirs`: their pre-login history, say), and every identifier of theirs."""
+        part, customer = self.partitions.find(identifier)
+        profile = part.store.profile(customer)
+        merged = profile.merged_from if profile is not None else ()
+        keys = identities_of(part.store, customer, [customer, *merged])
+        where: dict[int, set[str]] = {part.partition: {customer}}
+
+        def same(p: Part) -> list[tuple[str, set[IdentityKey]]]:
+            found = []
+            for c in theirs(p.store, keys):
+                prof = p.store.profile(c)
+                if prof is not None:
+                    found.append((c, identities_of(p.store, c, [c, *prof.merged_from])))
+            return found
+
+        extra: set[IdentityKey] = set()
+        for p, found in zip(self.partitions.parts(), self.partitions.each(same), strict=True):
+            for c, more in found:
+                where.setdefault(p.partition, set()).add(c)
+                extra |= more
+        return part, customer, where, keys | extra
+
     def export(self, identifier: str) -> dict[str, Any]:
         """The embedded export's body from the partition that answers for the customer,
-        and ``partitions``: what every partition that knows them holds."""
-        hits = self.partitions.hits(identifier)
-        if not hits:
-            raise NotFound(f"no customer is known by {identifier!r}", "id")
-        part, customer = self.partitions.find(identifier)
+        and ``partitions``: what every partition holds of the same person."""
+        part, customer, where, _ = self._resolve(identifier)
+        parts = {p.partition: p for p in self.partitions.parts()}
         bodies = {
-            p.partition: gather(p.store, p.moments, None, self.playbook, c) for p, c, _ in hits
+            (p, c): gather(parts[p].store, parts[p].moments, None, self.playbook, c)
+            for p, found in where.items()
+            for c in found
         }
         members: set[str] = set()
-        for _, c, profile in hits:
-            members.update({c, *profile.merged_from})
+        for (_, c), body in bodies.items():
+            shown = body["profile"]
+            members.update({c, *(shown["mergedFrom"] if shown is not None else ())})
         outbox = self.outbox
         deliveries = (
             []
@@ -303,15 +349,13 @@ class DistributedPrivacy:
                 for e in outbox.entries(customer_id=member, limit=1_000_000)
             ]
         )
-        main = bodies[part.partition]
         return {
             "customerId": customer,
             "exportedAt": self.clock.now_ms(),
-            **main,
+            **bodies[(part.partition, customer)],
             "deliveries": deliveries,
             "partitions": [
-                {"partition": p, "customerId": c, **bodies[p]}
-                for p, c in sorted((h[0].partition, h[1]) for h in hits)
+                {"partition": p, "customerId": c, **bodies[(p, c)]} for p, c in sorted(bodies)
             ],
         }
 
@@ -326,31 +370,7 @@ class DistributedPrivacy:
     def _found(self, identifier: str) -> tuple[dict[int, set[str]], set[IdentityKey], int, int]:
         """Per partition the customers to erase, every identifier of theirs, and the
         events and moment rows the partitions hold of them (the answer's counts)."""
-        hits = self.partitions.hits(identifier)
-        if not hits:
-            raise NotFound(f"no customer is known by {identifier!r}", "id")
-        where: dict[int, set[str]] = {}
-        keys: set[IdentityKey] = set()
-        for part, customer, profile in hits:
-            where.setdefault(part.partition, set()).add(customer)
-            keys |= identities_of(part.store, customer, [customer, *profile.merged_from])
-        # The partitions that know only some other identifier of theirs.
-        known = sorted(keys)
-
-        def more(part: Part) -> list[tuple[str, set[IdentityKey]]]:
-            owners = part.store.owners(known)
-            found: list[tuple[str, set[IdentityKey]]] = []
-            for owner in set(owners.values()):
-                customer = part.store.canonical(owner) or owner
-                profile = part.store.profile(customer)
-                merged = profile.merged_from if profile is not None else ()
-                found.append((customer, identities_of(part.store, customer, [customer, *merged])))
-            return found
-
-        for part, found in zip(self.partitions.parts(), self.partitions.each(more), strict=True):
-            for customer, extra in found:
-                where.setdefault(part.partition, set()).add(customer)
-                keys |= extra
+        _, _, where, keys = self._resolve(identifier)
 
         def held(part: Part) -> tuple[int, int]:
             events = rows = 0
