@@ -5,14 +5,14 @@ The ingest node answers the embedded mode's privacy routes
 :class:`DistributedPrivacy`, an adapter over the partitions' stores and the log:
 
 * **export** gathers, with the embedded export's own
-  :func:`~momently.privacy.service.gather`, from every partition that knows the
-  customer (an anonymous id's pre-login partition as well as the user's): profile,
-  identities, consent, events, moments, decisions, journeys, model state, and the
-  shared outbox's deliveries;
+  :func:`~momently.privacy.service.gather`, from every partition that holds the
+  person (:func:`theirs`: an anonymous id's pre-login partition as well as the
+  user's): profile, identities, consent, events, moments, decisions, journeys, model
+  state, and the shared outbox's deliveries;
 * **delete** (:meth:`DistributedPrivacy.erase_async`):
 
-  1. finds the customer in every partition, and every identifier those partitions
-     hold of them (a second pass finds the partitions that know only one of those);
+  1. finds the customer as the admin reads do, the same person in every other
+     partition (:func:`theirs`), and every identifier those partitions hold of them;
   2. adds each identifier's keyed digest (:class:`~momently.privacy.suppression.Suppression`,
      the same key on every ingest node: ``MOMENTLY_PRIVACY_SECRET``) to the JetStream KV
      bucket ``<stream>_suppressed``, which every ingest node watches: from then on
@@ -31,11 +31,14 @@ The ingest node answers the embedded mode's privacy routes
      (``STREAM.MSG.DELETE`` without ``no_erase``): the file store overwrites the
      message's bytes in its block file.
 
-What does not hold is in SECURITY.md: JetStream replicas on other servers are erased
-by the same delete (it is replicated), but PostgreSQL's WAL only where ``wal_recycle``
-is off, and neither backups nor an event accepted by another ingest node in the
-moment before its watcher hears of the new digests (the worker would fold it in after
-the erasure; a second delete removes it).
+A worker given the same key runs each shard on the
+:class:`~momently.privacy.engine.PrivacyEngine` with the partition's digests, so an
+event an ingest node took before it heard of the erasure is dropped there too.
+
+What does not hold is in SECURITY.md: the replicas' stream stores are overwritten by
+the same (replicated) delete, but not their Raft logs until the server compacts them;
+PostgreSQL's WAL only where ``wal_recycle`` is off; no backups; a message taken by an
+ingest node that had not heard of the erasure stays in the stream until ``max_age``.
 """
 
 from __future__ import annotations
