@@ -179,6 +179,24 @@ def test_next_need_stays_bounded() -> None:
     assert all(in_top_k(scores, t, 3) == (t in ranked) for t in scores)
 
 
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=120))
+def test_next_need_scores_with_its_caches_as_without(tokens: list[int]) -> None:
+    model = NextNeed(candidates=3)
+    history: list[str] = []
+    for i in tokens:
+        token = f"t{i}"
+        last = history[-1] if history else None
+        prev = history[-2] if len(history) > 1 else None
+        model.learn_next(last, prev, token)
+        history.append(token)
+        if i % 2:
+            model.popular(2)  # a ranking read between updates, as the live tracker does
+        own = {t: 1.0 for t in history[-3:]}
+        cached = model.scores(token, last, own)
+        fresh = pickle.loads(pickle.dumps(model))  # the caches are not pickled
+        assert cached == fresh.scores(token, last, own)
+
+
 kinds = st.sampled_from(
     [
         "Product Viewed",
@@ -279,6 +297,22 @@ def test_predictions_are_worked_out_when_read_and_kept() -> None:
     assert found.next_categories is first
     later = predictor.predictions(state, None, START + 2 * MINUTE).everything()
     assert vars(later).keys() >= set(ANSWERS)  # all worked out, none left to read
+
+
+def test_everything_gives_each_answer_as_reading_it_does() -> None:
+    stream = population(40, days=3, seed=5)
+    predictor = Predictor()
+    states = replay(predictor, stream.events, stream.profiles)
+    now = stream.events[-1][1].timestamp_ms
+    for customer, state in list(states.items())[:15]:
+        profile = stream.profiles.get(customer)
+        together = predictor.predictions(state, profile, now).everything()
+        one_by_one = predictor.predictions(state, profile, now)
+        for name in ANSWERS:
+            assert vars(together)[name] == getattr(one_by_one, name), name
+        partly = predictor.predictions(state, profile, now)
+        read = partly.next_touchpoints
+        assert partly.everything().next_touchpoints is read  # what was read is kept
 
 
 def test_a_new_brand_starts_from_the_priors_not_from_a_coin_toss() -> None:

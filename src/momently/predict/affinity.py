@@ -162,6 +162,10 @@ def use_device(state: PredictState, signal: Signal, ts: int, settings: PredictSe
 
 def device_affinity(state: PredictState, now: int) -> dict[str, float]:
     """Each device's share of the customer's recent use, largest first."""
+    if len(state.devices) == 1:  # the common case: all of it, if any
+        ((device, use),) = state.devices.items()
+        score = use.score * math.exp(-max(0, now - use.at) / DEVICE_TAU)
+        return {device: 1.0} if score > 0 else {}
     scores = {
         device: use.score * math.exp(-max(0, now - use.at) / DEVICE_TAU)
         for device, use in state.devices.items()
@@ -174,7 +178,10 @@ def device_affinity(state: PredictState, now: int) -> dict[str, float]:
 
 def active_device(state: PredictState, now: int, window: int) -> str | None:
     """The device used most recently, if within ``window`` before ``now``."""
-    if not state.devices:
-        return None
-    device, use = max(state.devices.items(), key=lambda kv: (kv[1].at, kv[0]))
+    if len(state.devices) < 2:
+        if not state.devices:
+            return None
+        ((device, use),) = state.devices.items()
+    else:
+        device, use = max(state.devices.items(), key=lambda kv: (kv[1].at, kv[0]))
     return device if 0 <= now - use.at <= window else None

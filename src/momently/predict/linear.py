@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, Final
 
 from river import base, linear_model, optim, preprocessing
@@ -147,10 +148,20 @@ class ScaledLogistic(base.Classifier):
     def _compile(self, names: tuple[str, ...]) -> _Compiled:
         means, variances = self.scaler.means, self.scaler.vars
         weights = self.regression.weights
+        intercept = float(self.regression.intercept)
+        zeros = repeat(0.0, len(names))
+        spread = list(map(variances.get, names, zeros))
+        if all(spread):  # every feature has varied (nearly always): the sums run in C
+            sds = list(map(math.sqrt, spread))
+            ms = list(map(float, map(means.get, names, repeat(0.0))))
+            slopes = list(map(operator.truediv, map(weights.get, names, repeat(0.0)), sds))
+            spans = list(map(operator.mul, sds, repeat(self.clip)))
+            lows = list(map(operator.sub, ms, spans))
+            highs = list(map(operator.add, ms, spans))
+            return lows, highs, slopes, intercept - sum(map(operator.mul, slopes, ms))
         lows, highs, slopes = [], [], []
-        offset = float(self.regression.intercept)
-        for name in names:
-            v = variances.get(name, 0.0)
+        offset = intercept
+        for name, v in zip(names, spread, strict=True):
             if not v:  # the scaler gives 0.0: the feature adds nothing
                 lows.append(-math.inf)
                 highs.append(math.inf)

@@ -35,6 +35,7 @@ from river.base.typing import ClfTarget
 from momently.predict.types import Features
 
 _SEP = "\x1f"
+_EMPTY: dict[str, int] = {}  # never written to
 
 
 class NextNeed(base.Classifier):
@@ -74,13 +75,16 @@ class NextNeed(base.Classifier):
         self.context_totals: dict[str, int] = {}
         self._popular: list[str] | None = None
 
+    # The first ``candidates`` of ``_popular``, always scored; dropped with it.
+    _always: dict[str, int] | None = None
+
     @property
     def _multiclass(self) -> bool:
         return True
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_popular"] = None  # a cache: not part of what the model knows
+        state["_popular"] = state["_always"] = None  # caches: not what the model knows
         return state
 
     def _add(self, context: str, y: str) -> None:
@@ -125,9 +129,9 @@ class NextNeed(base.Classifier):
         if y in ranked:
             i = ranked.index(y)
             if i > 0 and self.counts[ranked[i - 1]] <= count:
-                self._popular = None
+                self._popular = self._always = None
         elif len(ranked) < max(self.candidates, 1) or self.counts[ranked[-1]] <= count:
-            self._popular = None
+            self._popular = self._always = None
 
     def popular(self, k: int) -> list[str]:
         """The ``k`` most frequent tokens (cached until the next update)."""
@@ -135,6 +139,7 @@ class NextNeed(base.Classifier):
             self._popular = sorted(self.counts, key=lambda t: (-self.counts[t], t))[
                 : max(k, self.candidates)
             ]
+            self._always = None
         return self._popular[:k]
 
     def scores(
@@ -142,30 +147,34 @@ class NextNeed(base.Classifier):
     ) -> dict[str, float]:
         """P(next = token) for each candidate token, not renormalised."""
         beta, gamma = self.smoothing, self.own_strength
-        empty: dict[str, int] = {}
-        one = self.successors.get(last, empty) if last else empty
-        n1 = self.context_totals.get(last, 0) if last else 0
-        key = prev + _SEP + last if last and prev else None
-        two = self.successors.get(key, empty) if key else empty
-        n2 = self.context_totals.get(key, 0) if key else 0
+        one = two = _EMPTY
+        n1 = n2 = 0
+        if last:
+            successors, totals = self.successors, self.context_totals
+            one = successors.get(last, _EMPTY)
+            n1 = totals.get(last, 0)
+            if prev:
+                key = prev + _SEP + last
+                two = successors.get(key, _EMPTY)
+                n2 = totals.get(key, 0)
         # The recursion of the module docstring, expanded: each level's count times
         # the product of the weights above it, plus the add-one term.
         a3 = 1.0 / (sum(own.values()) + gamma)
         c2 = gamma * a3 / (n2 + beta)  # weight of the trigram count
-        w2 = gamma * a3 * beta / (n2 + beta)
-        c1 = w2 / (n1 + beta)  # weight of the bigram count
+        c1 = c2 * beta / (n1 + beta)  # weight of the bigram count
         c0 = c1 * beta / (self.total + len(self.counts) + 1)  # weight of count + 1
-        count, one_get, two_get = self.counts.get, one.get, two.get
-        popular = self._popular
-        if popular is None or len(popular) < min(self.candidates, len(self.counts)):
-            popular = self.popular(self.candidates)
+        always = self._always
+        if always is None:
+            always = self._always = dict.fromkeys(self.popular(self.candidates), 0)
+        count = self.counts.get
         # A dict, not a set: its order (hence ties in predict_one) must not depend on hashing.
-        found = {
-            t: two_get(t, 0) * c2 + one_get(t, 0) * c1 + (count(t, 0) + 1) * c0
-            for t in {**two, **one, **own, **dict.fromkeys(popular[: self.candidates], 0)}
-        }
-        for t, n in own.items():  # the customer's own layer, on their few tokens only
-            found[t] += n * a3
+        found = {t: (count(t, 0) + 1) * c0 for t in {**two, **one, **own, **always}}
+        for t, n in one.items():
+            found[t] += n * c1
+        for t, n in two.items():
+            found[t] += n * c2
+        for t, w in own.items():  # the customer's own layer, on their few tokens only
+            found[t] += w * a3
         return found
 
     def predict_proba_one(self, x: Features, **kwargs: Any) -> dict[ClfTarget, float]:

@@ -114,9 +114,35 @@ class Predictions:
 
     def everything(self) -> Predictions:
         """Work every answer out now (for a reader that reads them later, outside a lock
-        the customer's state is guarded by); returns ``self``."""
-        for name in ANSWERS:
-            getattr(self, name)
+        the customer's state is guarded by); returns ``self``.
+
+        The answers as reading each of :data:`ANSWERS` gives them, kept the same way,
+        in one pass (the answers already read are kept as they are).
+        """
+        d = self.__dict__
+        answers, at = self._answers, self.at_ms
+        if "propensity" not in d:
+            d["propensity"] = answers.propensity(at)
+        curve = d.get("receptivity")
+        if curve is None:
+            curve = d["receptivity"] = answers.receptivity()
+        if "engage_now" not in d:
+            d["engage_now"] = curve.at(at)
+        channels = d.get("channels")
+        if channels is None:
+            channels = d["channels"] = answers.channels()
+        if "best_channel" not in d:
+            d["best_channel"] = max(channels, key=channels.__getitem__)
+        if "devices" not in d:
+            d["devices"] = answers.devices(at)
+        if "active_device" not in d:
+            d["active_device"] = answers.active_device(at)
+        if "fatigue" not in d:
+            d["fatigue"] = answers.fatigue(at)
+        if "next_touchpoints" not in d:
+            d["next_touchpoints"] = answers.next_touchpoints()
+        if "next_categories" not in d:
+            d["next_categories"] = answers.next_categories()
         return self
 
     def engage_at(self, ms: int) -> float:
