@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from momently.clock import SystemClock
 from momently.deliver.tracking import TokenSigner, TrackingLinks
@@ -165,3 +166,14 @@ def distributed_server(nats_server: NatsServer, postgres: Cluster) -> Iterator[D
 
 
 MODES = ["embedded", "distributed"]
+
+
+@contextmanager
+def ingest_client(nats: NatsServer, admin_key: str | None = ADMIN_KEY) -> Iterator[TestClient]:
+    """An ingest node alone (no workers, no stores) on a stream of its own, in a
+    TestClient: its routes answer as the embedded server's (the route tests of
+    tests/web run against both)."""
+    log = LogSettings.from_url(f"nats://{nats.address}?stream=N{next(_clusters)}&partitions=4")
+    node = ingest_app(log, (WRITE_KEY,), admin_key=admin_key, tracking_key=TRACKING_KEY)
+    with TestClient(node) as client:
+        yield client

@@ -81,6 +81,9 @@ def cluster(nats_server: NatsServer, postgres: Cluster) -> Iterator[DistributedS
         yield server
 
 
+USERS = [f"ann-{n}" for n in range(6)]
+
+
 def iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -113,49 +116,62 @@ def sse(lines: Iterator[str], want: int) -> Iterator[dict[str, str]]:
 def test_workers_messages_links_live_feed_and_in_app_reach_the_ingest_node(
     cluster: DistributedServer,
 ) -> None:
-    server = cluster
+    with httpx.Client(base_url=cluster.url, headers=cluster.admin, timeout=30) as admin:
+        check_the_ingest_node(cluster, admin)
+
+
+def device(user: str) -> dict[str, Any]:
+    return {"device": {"id": f"{user}-phone", "type": "ios", "token": f"tok-{user}"}}
+
+
+def check_the_ingest_node(server: DistributedServer, admin: httpx.Client) -> None:
     now = datetime.now(UTC)
-    device = {"device": {"id": "ann-phone", "type": "ios", "token": "tok-ann"}}
-    post(server, [
-        {"type": "track", "userId": "ann", "event": "Application Opened", "messageId": "ann-open",
-         "timestamp": iso(now - timedelta(minutes=2)), "context": device},
-    ])  # fmt: skip
-    with httpx.Client(base_url=server.url, headers=server.admin, timeout=30) as admin:
-        check_the_ingest_node(server, admin, device, now)
-
-
-def check_the_ingest_node(
-    server: DistributedServer, admin: httpx.Client, device: dict[str, Any], now: datetime
-) -> None:
-    customer = admin.get("/api/profiles/ann").json()["customerId"]
-
-    # The dashboard's live feed, open before the complaint: the workers' moment and
-    # decision about it arrive through NATS.
+    # The dashboard's live feed, open before the customers complain: the workers'
+    # moments and decisions about it arrive through NATS.
     with admin.stream("GET", "/api/live") as live:
         assert live.status_code == 200
         lines = live.iter_lines()
         assert next(lines) == "retry: 3000"
         post(server, [
-            {"type": "track", "userId": "ann", "event": "Support Message",
-             "messageId": "ann-complaint", "timestamp": iso(now), "context": device,
-             "properties": {"text": "this is terrible, my order is late again!!"}},
+            message
+            for n, user in enumerate(USERS)
+            for message in (
+                {"type": "track", "userId": user, "event": "Application Opened",
+                 "messageId": f"{user}-open", "timestamp": iso(now - timedelta(minutes=2)),
+                 "context": device(user)},
+                {"type": "track", "userId": user, "event": "Support Message",
+                 "messageId": f"{user}-complaint", "timestamp": iso(now - timedelta(seconds=n)),
+                 "context": device(user),
+                 "properties": {"text": "this is terrible, my order is late again!!"}},
+            )
         ])  # fmt: skip
-        seen: dict[str, dict[str, Any]] = {}
-        for event in sse(lines, 20):
+        moments: dict[str, dict[str, Any]] = {}  # by the complaint's messageId
+        decisions: dict[str, dict[str, Any]] = {}  # by moment id
+        for event in sse(lines, 10 * len(USERS)):
             body = json.loads(event["data"])
-            if event["event"] in ("moment", "decision") and body["customerId"] == customer:
-                seen.setdefault(event["event"], body)
-            if len(seen) == 2:
+            if event["event"] == "moment" and body["kind"] == "friction":
+                moments[body["trigger"]] = body
+            elif event["event"] == "decision" and body["momentKind"] == "friction":
+                decisions[body["momentId"]] = body
+            wanted = [moments.get(f"{u}-complaint", {}).get("momentId") for u in USERS]
+            if all(m in decisions for m in wanted):
                 break
-    assert seen["moment"]["kind"] == "friction", seen
-    assert seen["decision"]["momentId"] == seen["moment"]["momentId"]
-    decision = seen["decision"]
-    assert decision["action"] == "send" and decision["channel"] == "in_app", decision
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for user in USERS:
+        moment = seen["moment", user] = moments[f"{user}-complaint"]
+        seen["decision", user] = decisions[moment["momentId"]]
+        assert moment["customerId"] == admin.get(f"/api/profiles/{user}").json()["customerId"]
+    # A send held out (for the lift measurement) is decided but never sent.
+    sends = [u for u in USERS if seen["decision", u]["action"] == "send"]
+    assert sends, f"no friction decision was a send: {seen}"
+    user = sends[0]
+    decision = seen["decision", user]
+    assert decision["channel"] == "in_app", decision
 
     # The send, in the workers' shared outbox, read through the node's /api/deliveries.
     deadline = time.monotonic() + 60
     while True:  # the sender works on its own thread: polled, with a deadline
-        found = admin.get("/api/deliveries", params={"customer": "ann"}).json()["deliveries"]
+        found = admin.get("/api/deliveries", params={"customer": user}).json()["deliveries"]
         if found and found[0]["state"] == "sent":
             break
         assert time.monotonic() < deadline, found
@@ -164,10 +180,16 @@ def check_the_ingest_node(
     assert entry["decision_id"] == decision["decisionId"]
     stats = admin.get("/api/deliveries/stats").json()
     assert stats["outbox"]["sent"] >= 1
+    # The embedded previews and lift, over every partition's stores.
+    shown = admin.post(
+        "/api/templates/preview",
+        json={"offer": "sorry-voucher", "channel": "in_app", "customer": user},
+    )
+    assert shown.status_code == 200 and shown.json()["ok"] is True, shown.text
 
     # The in-app message reached the node's mailbox for her device: a stream opened now
     # gets it, as the embedded server's does.
-    token = admin.post("/api/inapp/token", json={"customer": "ann", "device": "ann-phone"})
+    token = admin.post("/api/inapp/token", json={"customer": user, "device": f"{user}-phone"})
     assert token.status_code == 200, token.text
     with httpx.stream("GET", server.url + token.json()["stream"], timeout=30) as inapp:
         assert inapp.status_code == 200
@@ -185,7 +207,20 @@ def check_the_ingest_node(
     done = httpx.post(link, data={"List-Unsubscribe": "One-Click"}, timeout=10)
     assert done.status_code == 200, done.text
     server.settle()
-    events = admin.get("/api/events", params={"customer": "ann"}).json()["events"]
+    events = admin.get("/api/events", params={"customer": user}).json()["events"]
     (unsubscribed,) = [e for e in events if e.get("event") == "Unsubscribed"]
     assert unsubscribed["properties"]["decision_id"] == decision["decisionId"]
-    assert unsubscribed["userId"] == "ann"
+    assert unsubscribed["userId"] == user
+
+    # Lift reads the decisions and the conversions of every partition.
+    post(server, [
+        {"type": "track", "userId": u, "event": "Order Completed", "messageId": f"{u}-order",
+         "timestamp": iso(datetime.now(UTC)), "properties": {"revenue": 20}}
+        for u in USERS[:3]
+    ])  # fmt: skip
+    lift = admin.get("/api/lift")
+    assert lift.status_code == 200, lift.text
+    report = lift.json()
+    assert report["conversions"] == 3, report
+    acted = [u for u in USERS if seen["decision", u]["action"] in ("send", "schedule")]
+    assert report["decisions"] == len(acted), report  # held out ones too

@@ -1,8 +1,11 @@
-"""The dashboard's page and files: served offline, only what is there, with a strict CSP."""
+"""The dashboard's page and files: served offline, only what is there, with a strict CSP;
+by the embedded server and by an ingest node of distributed mode alike."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -10,17 +13,30 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from momently.web.dashboard import ROOT, dashboard_router
+from tests.distributed.e2e import MODES, ingest_client
 
 STATIC = Path(str(ROOT))
 
 
-def client(admin_key: str | None = "k") -> TestClient:
-    app = FastAPI()
-    app.include_router(dashboard_router(admin_key))
-    return TestClient(app)
+Client = Callable[..., AbstractContextManager[TestClient]]
 
 
-def test_page_and_files_are_served_with_a_strict_policy() -> None:
+@pytest.fixture(params=MODES)
+def client(request: pytest.FixtureRequest) -> Client:
+    """The dashboard's router as the embedded server includes it, or an ingest node of
+    distributed mode (tests/distributed/e2e.py), which serves the same dashboard."""
+
+    def make(admin_key: str | None = "k") -> AbstractContextManager[TestClient]:
+        if request.param == "distributed":
+            return ingest_client(request.getfixturevalue("nats_server"), admin_key)
+        app = FastAPI()
+        app.include_router(dashboard_router(admin_key))
+        return TestClient(app)
+
+    return make
+
+
+def test_page_and_files_are_served_with_a_strict_policy(client: Client) -> None:
     with client() as http:
         page = http.get("/dashboard")
         assert page.status_code == 200
@@ -42,14 +58,14 @@ def test_page_and_files_are_served_with_a_strict_policy() -> None:
     "path",
     ["nope.js", "../dashboard.py", "js/../../dashboard.py", "index.html", "%2e%2e/live.py", ""],
 )
-def test_only_the_dashboards_own_files_are_served(path: str) -> None:
+def test_only_the_dashboards_own_files_are_served(client: Client, path: str) -> None:
     with client() as http:
         answer = http.get(f"/dashboard/static/{path}")
         assert answer.status_code == 404
         assert "import" not in answer.text  # no source file leaks
 
 
-def test_without_an_admin_key_the_page_says_the_admin_api_is_off() -> None:
+def test_without_an_admin_key_the_page_says_the_admin_api_is_off(client: Client) -> None:
     with client(None) as http:
         page = http.get("/dashboard")
         assert page.status_code == 200

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from momently.errors import Unauthorized
 from momently.moments.model import Moment
 from momently.runtime.stage import Decided
 from momently.web.live import LiveFeed, TokenMint, compact_decision, live_router
+from tests.distributed.e2e import MODES, ingest_client
 from tests.web.serve import serve
 
 ADMIN = "live-admin-key"
@@ -247,10 +249,20 @@ def app_with(feed: LiveFeed, admin_key: str | None = ADMIN, **kwargs: Any) -> Fa
     return app
 
 
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(app_with(LiveFeed())) as test_client:
+@pytest.fixture(params=MODES)
+def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """The route as the embedded server includes it, or an ingest node of distributed
+    mode (tests/distributed/e2e.py), whose /api/live is the same route."""
+    with client_for(request.param, request, ADMIN) as test_client:
         yield test_client
+
+
+def client_for(
+    mode: str, request: pytest.FixtureRequest, admin_key: str | None
+) -> AbstractContextManager[TestClient]:
+    if mode == "distributed":
+        return ingest_client(request.getfixturevalue("nats_server"), admin_key)
+    return TestClient(app_with(LiveFeed(), admin_key))
 
 
 @pytest.mark.parametrize(
@@ -281,8 +293,11 @@ def test_token_needs_the_admin_key(client: TestClient) -> None:
     assert answer.headers["cache-control"] == "no-store"
 
 
-def test_everything_refused_when_the_admin_api_is_off() -> None:
-    with TestClient(app_with(LiveFeed(), None)) as off:
+@pytest.mark.parametrize("mode", MODES)
+def test_everything_refused_when_the_admin_api_is_off(
+    request: pytest.FixtureRequest, mode: str
+) -> None:
+    with client_for(mode, request, None) as off:
         assert off.post("/api/live/token", headers=BEARER).status_code == 401
         assert off.get("/api/live", headers=BEARER).status_code == 401
 
