@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from momently.config import Settings
 from momently.distributed.admin import Partitions
 from momently.distributed.log import LogSettings
+from momently.distributed.partition import partition_of
 from momently.distributed.web import ingest_app
 from momently.moments.playbook import load_playbook
 from momently.web.app import create_app
@@ -213,6 +214,7 @@ def check_the_ingest_node(server: DistributedServer, admin: httpx.Client) -> Non
     assert unsubscribed["userId"] == user
 
     # Lift reads the decisions and the conversions of every partition.
+    assert len({partition_of(f"u:{u}", server.partitions) for u in USERS[:3]}) > 1
     post(server, [
         {"type": "track", "userId": u, "event": "Order Completed", "messageId": f"{u}-order",
          "timestamp": iso(datetime.now(UTC)), "properties": {"revenue": 20}}

@@ -45,6 +45,7 @@ from momently.events import Event
 from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
 from momently.metrics import Metrics
 from momently.moments.playbook import Playbook, load_playbook
+from momently.privacy.consent import cancel_unsubscribed
 from momently.privacy.suppression import SECRET_ENV, Suppression, privacy_secret
 from momently.runtime.delivery import SECRET_ENV as TRACKING_ENV
 from momently.runtime.delivery import Delivery, Ingest, Routes, tracking_secret
@@ -94,6 +95,8 @@ class Feedback:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.reads = reads
         self.clock = clock
+        # The workers' outbox, read here: an unsubscribe cancels the sends it forbids.
+        self.delivery: Delivery | None = None
 
     def identity(self, customer_id: str) -> dict[str, str]:
         if self.reads is None:  # no stores to name the customer by: refused, and logged
@@ -110,6 +113,14 @@ class Feedback:
         writer = cast("Writer", LogSubmitter(found, loop))
         store = cast("Store", MemoryStore())  # the identity is in the event; none is read
         Ingest(writer, store, self.clock).now(dict(event), source="momently:tracking")
+        if self.delivery is None:
+            return
+        try:  # as the embedded server: the sends it forbids are cancelled before the answer
+            cancel_unsubscribed(
+                event, self.delivery.outbox, self.delivery.spec, self.delivery.store
+            )
+        except Exception:  # in the log; the senders' consent check at send time holds
+            log.exception("could not cancel the sends an unsubscribe forbids")
 
 
 def _outbox_reads(
@@ -303,11 +314,12 @@ def ingest_app(
     app.include_router(dashboard_router(access))
     if reads is not None:
         app.include_router(reads_router(reads, lambda: writer.log, access))
+        feedback.delivery = _outbox_reads(playbook or load_playbook(None), outbox, reads, clock)
         app.include_router(
             deliveries_router(
                 cast("Store", PartitionedStore(reads)),
                 cast("MomentStore", PartitionedMoments(reads)),
-                _outbox_reads(playbook or load_playbook(None), outbox, reads, clock),
+                feedback.delivery,
                 signer,
                 clock,
                 access,
@@ -316,6 +328,7 @@ def ingest_app(
         _store_errors(app)
     if privacy is not None:
         app.include_router(distributed_privacy_router(privacy, handle, SystemClock()))
+        metrics.registry.register(privacy.collector())
     if playbook is not None:
         app.include_router(world_router(lambda: writer.log, playbook, SystemClock(), access))
         if reads is not None:
