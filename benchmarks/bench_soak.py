@@ -10,9 +10,10 @@
   server in its steady state, not one whose windows are still filling (without it
   memory rises for as long as the longest window, then stops: see the README). The
   stage reads the whole warm-up before the clock starts. Every minute the server's
-  resident memory (from /proc) and the p99 of the batch answers' latency; at the end
-  memory and p99 at start and end, and their slopes (least squares over the minutes
-  after the first).
+  resident memory (from /proc), the p99 of the batch answers' latency and the server's
+  CPU time per event (which other jobs on the machine do not change, where they do the
+  latency); at the end memory, p99 and CPU per event at start and end, and their
+  slopes (least squares over the minutes after the first).
   Afterwards every acknowledged event is checked in the log, exactly once.
 * **crash cycle** (``--crash-cycles N``): the same load, and every few seconds
   (``--cycle-seconds``, varied by a seeded draw) the server is killed with SIGKILL
@@ -121,13 +122,15 @@ def soak(args: argparse.Namespace, work: Path) -> int:
         )
         print(
             f"{'min':>5}{'events':>11}{'rss MiB':>9}{'p99 ms':>8}{'p50 ms':>8}{'non-200':>8}"
-            f"{'load':>6}"
+            f"{'cpu us/ev':>10}{'load':>6}"
         )
         rows: list[tuple[float, float, float]] = []  # minute, rss MiB, p99 ms
+        costs: list[tuple[float, float]] = []  # minute, server CPU µs per acknowledged event
 
         async def sample(start: float, until: float) -> None:
             minute = 0
             seen = 0
+            cpu, acked = server.cpu_seconds(), load.ledger.acked_events
             while True:
                 minute += 1
                 end = start + minute * args.sample_seconds
@@ -137,14 +140,21 @@ def soak(args: argparse.Namespace, work: Path) -> int:
                 window = [took for at, took in load.ledger.latencies[seen:] if at < end]
                 seen += len(window)
                 rss = server.rss_bytes() / 2**20
+                cpu_now, acked_now = server.cpu_seconds(), load.ledger.acked_events
+                # The server's own CPU per event: what other jobs on the machine
+                # do to the latency does not change it.
+                per_event = (cpu_now - cpu) / max(1, acked_now - acked) * 1e6
+                cpu, acked = cpu_now, acked_now
                 tail = p99(window) * 1000
                 middle = statistics.median(window) * 1000 if window else float("nan")
                 bad = sum(n for status, n in load.ledger.statuses.items() if status != 200)
                 t = minute * args.sample_seconds / 60
                 rows.append((t, rss, tail))
+                costs.append((t, per_event))
                 print(
                     f"{t:>5.1f}{load.ledger.acked_events:>11,}{rss:>9.1f}{tail:>8.1f}"
-                    f"{middle:>8.1f}{bad:>8}{os.getloadavg()[0]:>6.1f}",  # the machine's 1-min load
+                    f"{middle:>8.1f}{bad:>8}{per_event:>10.0f}"
+                    f"{os.getloadavg()[0]:>6.1f}",  # the machine's 1-min load
                     flush=True,
                 )
 
@@ -171,6 +181,8 @@ def soak(args: argparse.Namespace, work: Path) -> int:
           f"slope {_slope([(t, m) for t, m, _ in later]):+.2f} MiB/min")  # fmt: skip
     print(f"p99 latency: {first[2]:.1f} ms -> {last[2]:.1f} ms, "
           f"slope {_slope([(t, p) for t, _, p in later]):+.2f} ms/min")  # fmt: skip
+    print(f"server CPU per event: {costs[0][1]:.0f} us -> {costs[-1][1]:.0f} us, "
+          f"slope {_slope(costs[1:] if len(costs) > 2 else costs):+.2f} us/min")  # fmt: skip
     print(f"answers: {dict(load.ledger.statuses)}; unexpected: {load.ledger.errors[:3]}")
     print(f"outbox: {stats['outbox']}")
     print(f"checked: {asdict(checked)}")

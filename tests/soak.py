@@ -149,6 +149,11 @@ class Serve:
                 return int(line.split()[1]) * 1024
         return 0
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system, all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def admin(self, path: str, **params: Any) -> Any:
         answer = httpx.get(
             self.url + path,
