@@ -218,9 +218,16 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
         running.callback(worker.close)
         erin_lives(rig)
 
-        answer = rig.get(f"/api/privacy/export/{ERIN['email']}")
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
+        # The worker hands the decision to the outbox after its stage commits: polled.
+        deadline = time.monotonic() + 30
+        while True:
+            answer = rig.get(f"/api/privacy/export/{ERIN['email']}")
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            if body["deliveries"]:
+                break
+            assert time.monotonic() < deadline, "her send never reached the outbox"
+            time.sleep(0.05)
         assert body["profile"]["traits"]["favourite_colour"] == ERIN["colour"]
         kinds = {(i["kind"], i["value"]) for i in body["identities"]}
         assert {("user_id", ERIN["user"]), ("email", ERIN["email"]), ("phone", ERIN["phone"]),
@@ -295,6 +302,8 @@ def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Clust
         stats = rig.get("/api/privacy/stats").json()
         assert stats["suppressedEvents"] == 2 and stats["erasures"] == 1
         assert stats["suppressedIdentities"] >= 5
+        exported = httpx.get(rig.url + "/metrics", timeout=10).text
+        assert "momently_privacy_suppressed_events_total 2.0" in exported, exported
         deadline = time.monotonic() + 10
         while (
             httpx.get(other + "/api/privacy/stats", headers=ADMIN).json()["suppressedIdentities"]

@@ -63,6 +63,7 @@ from nats.js.api import (
     StorageType,
 )
 from nats.js.kv import KeyValue
+from prometheus_client.registry import Collector
 
 from momently.clock import Clock
 from momently.deliver.outbox import Outbox
@@ -535,6 +536,13 @@ class DistributedPrivacy:
             "suppressedIdentities": len(self.suppression),
             "suppressedEvents": self.suppression.dropped,
         }
+
+    def collector(self) -> Collector:
+        """Prometheus, as the single-process server exports them: erasures, erased
+        events, suppressed identities and the events they turned away."""
+        from momently.privacy.service import PrivacyCollector
+
+        return PrivacyCollector(cast("Privacy", self))
 
     async def start(self, log_: EventLog) -> None:
         await self.shared.start(log_.js, replicas=log_.settings.replicas)
