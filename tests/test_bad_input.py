@@ -19,7 +19,8 @@ import gzip
 import json
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -35,6 +36,8 @@ from momently.ingest.body import read_limited
 from momently.runtime.writer import Writer
 from momently.store.memory import MemoryStore
 from tests.conftest import START, WRITE_KEY, App
+from tests.distributed.e2e import MODES, IngestNode, ingest_node
+from tests.nats_server import NatsServer
 
 BAD_USER = "u-bad"  # every refused message below is about this user: it must never exist
 TRACK = {"userId": BAD_USER, "event": "Product Viewed"}
@@ -1054,3 +1057,69 @@ def test_http_answers_429_with_retry_after_when_overloaded(
         "duplicates": 0,
     }
     assert app.event_count() == 2
+
+
+# --- the same refusals from an ingest node of distributed mode ---------------------------------
+
+# An ingest node validates with the tracking API's own code before anything reaches the
+# log; these tests run against one too (tests/distributed/e2e.py: no workers, so "nothing
+# written" is nothing in the stream, and no profile in the partitions' stores). The rest
+# read back what was stored, or the embedded server's clock, metrics and writer.
+IN_BOTH_MODES = {
+    "test_bad_single_message_is_400",
+    "test_bad_batch_envelope_is_400",
+    "test_batch_with_no_valid_message_is_400_listing_all",
+    "test_single_message_at_32_kb_is_accepted",
+    "test_single_message_over_32_kb_is_413",
+    "test_single_message_far_over_32_kb_is_413",
+    "test_batch_at_500_kb_is_accepted",
+    "test_batch_over_500_kb_is_413",
+    "test_content_length_claiming_too_much_is_413",
+    "test_content_length_claiming_too_little_is_413",
+    "test_content_length_not_a_number_is_400",
+    "test_garbage_labelled_gzip_is_400",
+    "test_garbage_after_gzip_magic_is_400",
+    "test_truncated_gzip_is_400",
+    "test_gzip_bomb_is_413_without_inflating_it",
+    "test_gzip_bomb_on_single_endpoint_is_413",
+    "test_unsupported_content_encoding_is_400",
+    "test_gzip_body_is_accepted",
+    "test_wrong_content_type_is_415",
+    "test_json_and_text_plain_are_accepted",
+    "test_missing_write_key_is_401",
+    "test_unknown_write_key_in_header_is_401",
+    "test_unknown_write_key_in_body_is_401",
+    "test_unknown_header_key_is_not_rescued_by_a_good_body_key",
+    "test_write_key_in_body_is_accepted",
+    "test_wrong_method_is_405_json",
+    "test_unknown_path_is_404_json",
+    "test_admin_without_the_admin_key_is_401",
+    "test_admin_health_needs_no_key",
+    "test_events_bad_cursor_is_400",
+    "test_unknown_customer_is_404",
+    "test_events_bad_query_is_422",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.function.__name__ in IN_BOTH_MODES:
+        metafunc.parametrize("app", MODES, indirect=True)
+
+
+@pytest.fixture(scope="module")
+def shared_node(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IngestNode]:
+    """One ingest node for the module (a node per test cost ~0.7 s each)."""
+    with ingest_node(nats_server, tmp_path_factory.mktemp("ingest")) as node:
+        yield node
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, app_factory: Callable[..., App]) -> App:
+    """The embedded engine (tests/conftest.py), or an ingest node (``IN_BOTH_MODES``)
+    that counts only what this test wrote."""
+    if getattr(request, "param", "embedded") == "embedded":
+        return app_factory()
+    node: IngestNode = request.getfixturevalue("shared_node")
+    return cast(App, replace(node, baseline=node.messages()))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -166,6 +167,46 @@ def distributed_server(nats_server: NatsServer, postgres: Cluster) -> Iterator[D
 
 
 MODES = ["embedded", "distributed"]
+
+
+@dataclass
+class IngestNode:
+    """An ingest node in a TestClient, with what :class:`tests.conftest.App` gives the
+    tracking API's tests: the client, the admin header and the count of what was written
+    (the messages in the stream: no worker applies them)."""
+
+    client: TestClient
+    stream: str
+    admin: dict[str, str]
+    baseline: int = 0  # what earlier tests on this node wrote
+
+    def event_count(self) -> int:
+        return self.messages() - self.baseline
+
+    def messages(self) -> int:
+        log: EventLog = self.client.app.state.writer.log  # type: ignore[attr-defined]
+
+        async def count() -> int:
+            info = await log.js.stream_info(self.stream)
+            return int(info.state.messages)
+
+        assert self.client.portal is not None
+        return self.client.portal.call(count)
+
+
+@contextmanager
+def ingest_node(nats: NatsServer, tmp_path: Path) -> Iterator[IngestNode]:
+    """An ingest node with the admin reads over (empty) partition stores, no workers;
+    tests may share one, each with its own :attr:`IngestNode.baseline`."""
+    stream = f"B{next(_clusters)}"
+    log = LogSettings.from_url(f"nats://{nats.address}?stream={stream}&partitions=4")
+    stores = f"sqlite:///{tmp_path}/p{{partition}}.db"
+    node = ingest_app(
+        log, (WRITE_KEY,), admin_key=ADMIN_KEY, reads=Partitions(log, stores, stores),
+        tracking_key=TRACKING_KEY, privacy_key=TRACKING_KEY,
+    )  # fmt: skip
+    with TestClient(node) as client:
+        yield IngestNode(client, stream, {"Authorization": f"Bearer {ADMIN_KEY}"})
 
 
 @contextmanager

@@ -175,11 +175,20 @@ def _errors(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, error: RequestValidationError) -> Response:
-        return json_response(error_body("InvalidInput", "invalid request"), 422)
+        # As the embedded server: the first error, and the field it is about.
+        first = error.errors()[0] if error.errors() else {}
+        loc = [str(part) for part in first.get("loc", ())]
+        field = ".".join(loc[1:]) or ".".join(loc) or "$"
+        body = error_body("InvalidInput", str(first.get("msg", "invalid request")), field)
+        return json_response(body, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        return json_response(error_body("HTTPError", str(error.detail)), error.status_code)
+        return json_response(
+            error_body("HTTPError", str(error.detail)),
+            error.status_code,
+            headers=dict(error.headers or {}),  # a 405's Allow
+        )
 
 
 def _store_errors(app: FastAPI) -> None:
