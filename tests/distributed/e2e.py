@@ -34,6 +34,7 @@ from momently.distributed.inapp import InAppRelay
 from momently.distributed.live import LiveRelay
 from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.partition import parse_partitions
+from momently.distributed.predictions import answer_predictions
 from momently.distributed.web import ingest_app, worker_app
 from momently.distributed.worker import Worker, WorkerSettings
 from momently.moments.detector import MomentDetector
@@ -132,29 +133,32 @@ def distributed(
             )
             running.callback(delivery.close)  # after the worker has stopped
             relay = LiveRelay(log.stream)  # as momently worker: the node's /api/live
+            owner: list[Worker] = []  # the worker, for its on_start
             worker = Worker(
                 settings,
                 MomentDetector(chosen),
                 clock,
                 deliver=relay.deliver(delivery.for_partition),
                 on_moments=relay.on_moments,
-                on_start=attach(relay, hub, delivery),
+                on_start=attach(relay, hub, delivery, owner),
                 outbox=delivery.outbox,  # as momently worker --outbox: erasures reach it
             )
+            owner.append(worker)
             delivery.start()
             running.enter_context(serve(worker_app(worker)))
         yield DistributedServer(url, int(url.rsplit(":", 1)[1]))
 
 
 def attach(
-    relay: LiveRelay, hub: InAppRelay, delivery: WorkerDelivery
+    relay: LiveRelay, hub: InAppRelay, delivery: WorkerDelivery, owner: list[Worker]
 ) -> Callable[[EventLog], None]:
-    """The worker's ``on_start``, as momently worker's: the live and in-app relays and the
-    sender's outcome events get the worker's connection."""
+    """The worker's ``on_start``, as momently worker's: the live and in-app relays, the
+    sender's outcome events and the prediction requests get the worker's connection."""
 
     def on_start(log: EventLog) -> None:
         relay.attach(log.client)
         hub.attach(log.client)
+        answer_predictions(owner[0], log)
         delivery.attach(log)
 
     return on_start

@@ -17,11 +17,15 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute
 
+from momently.clock import FakeClock
 from momently.config import Settings
+from momently.deliver.tracking import TokenSigner
 from momently.distributed.admin import Partitions
+from momently.distributed.command import worker_links
 from momently.distributed.log import LogSettings
 from momently.distributed.partition import partition_of
 from momently.distributed.web import ingest_app
+from momently.errors import ConfigError
 from momently.moments.playbook import load_playbook
 from momently.web.app import create_app
 from tests.distributed.e2e import DistributedServer, distributed
@@ -32,9 +36,9 @@ from tests.postgres import Cluster
 NOT_ON_INGEST_NODES = {
     # The online models live in the workers' memory, one set per partition (each learns
     # from its own customers, README "What is the same and what is not"): there is no
-    # one model to describe or ask, and a node holds none.
+    # one model to describe, and a node holds none. (A customer's predictions are asked
+    # of their partition's owner: momently.distributed.predictions.)
     ("GET", "/api/models"),
-    ("GET", "/api/customers/{id}/predictions"),
 }
 # Routes only distributed mode has: the process's liveness and readiness, and how far
 # each partition's worker has got.
@@ -213,6 +217,13 @@ def check_the_ingest_node(server: DistributedServer, admin: httpx.Client) -> Non
     assert unsubscribed["properties"]["decision_id"] == decision["decisionId"]
     assert unsubscribed["userId"] == user
 
+    # Her predictions, from the models of her partition's owner.
+    scores = admin.get(f"/api/customers/{user}/predictions")
+    assert scores.status_code == 200, scores.text
+    assert scores.json()["customerId"] == entry["customer_id"]
+    assert 0 <= scores.json()["propensity"] <= 1
+    assert admin.get("/api/customers/nobody/predictions").json()["field"] == "id"
+
     # Lift reads the decisions and the conversions of every partition.
     assert len({partition_of(f"u:{u}", server.partitions) for u in USERS[:3]}) > 1
     post(server, [
@@ -226,3 +237,18 @@ def check_the_ingest_node(server: DistributedServer, admin: httpx.Client) -> Non
     assert report["conversions"] == 3, report
     acted = [u for u in USERS if seen["decision", u]["action"] in ("send", "schedule")]
     assert report["decisions"] == len(acted), report  # held out ones too
+
+
+def test_a_workers_tracking_links_need_the_shared_key() -> None:
+    clock = FakeClock(1_790_000_000_000)
+    assert worker_links(None, {}, clock) is None  # no --public-url: no links
+    with pytest.raises(ConfigError, match="MOMENTLY_TRACKING_SECRET"):
+        worker_links("https://t.example.com", {}, clock)  # a key of its own: useless
+    key = "k" * 32
+    with pytest.raises(ConfigError, match="http"):
+        worker_links("ftp://t.example.com", {"MOMENTLY_TRACKING_SECRET": key}, clock)
+    links = worker_links("https://t.example.com/", {"MOMENTLY_TRACKING_SECRET": key}, clock)
+    url = links.unsubscribe("de-1", "c1", "email")
+    assert url.startswith("https://t.example.com/t/u/")
+    claims = TokenSigner(key.encode(), clock).verify(url.rsplit("/", 1)[1], kind="unsubscribe")
+    assert (claims.decision_id, claims.customer_id) == ("de-1", "c1")  # a node's key checks it

@@ -112,6 +112,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.distributed.live import LiveRelay
     from momently.distributed.log import EventLog, LogSettings
     from momently.distributed.partition import parse_partitions
+    from momently.distributed.predictions import answer_predictions
     from momently.distributed.shard import partition_url
     from momently.distributed.web import worker_app
     from momently.distributed.worker import Worker, WorkerSettings
@@ -161,6 +162,7 @@ def worker_command(args: argparse.Namespace) -> int:
     def on_start(found: EventLog) -> None:
         relay.attach(found.client)
         hub.attach(found.client)
+        answer_predictions(worker, found)  # the ingest nodes' per-customer predictions
         if delivery is not None:
             delivery.attach(found)
 
