@@ -48,6 +48,12 @@ def add_worker_parser(commands: Any) -> None:
         " messages then carry signed click, open and unsubscribe links, signed with"
         " MOMENTLY_TRACKING_SECRET (the same on every worker and ingest node)",
     )
+    worker.add_argument(
+        "--retention-days",
+        type=float,
+        help="delete raw events older than this from the partitions' stores and the stream,"
+        " once read (default: MOMENTLY_RETENTION_DAYS, else keep)",
+    )
     worker.add_argument("--host", default="127.0.0.1", help="address of /healthz and /metrics")
     worker.add_argument("--port", type=int, default=9100, help="port of /healthz and /metrics")
 
@@ -79,6 +85,28 @@ def open_outbox(url: str) -> Any:
     if url.startswith("sqlite:///"):
         return SqliteOutboxStore(url.removeprefix("sqlite://").split("?")[0])
     raise ConfigError(f"no outbox backend for {url!r}")
+
+
+def retention_days(given: float | None, environ: Mapping[str, str]) -> float | None:
+    """``--retention-days``, else ``MOMENTLY_RETENTION_DAYS``, checked as the embedded
+    server's setting is (more than 0, at most 100 years); None: keep.
+
+    >>> retention_days(None, {"MOMENTLY_RETENTION_DAYS": "30"})
+    30.0
+    """
+    from momently.errors import ConfigError
+
+    if given is None:
+        text = environ.get("MOMENTLY_RETENTION_DAYS", "").strip()
+        if not text:
+            return None
+        try:
+            given = float(text)
+        except ValueError:
+            raise ConfigError(f"MOMENTLY_RETENTION_DAYS must be a number, not {text!r}") from None
+    if not 0 < given <= 36_500:
+        raise ConfigError("--retention-days must be more than 0 and at most 36500")
+    return given
 
 
 def worker_links(public_url: str | None, environ: Mapping[str, str], clock: Clock) -> Any:
@@ -113,6 +141,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.distributed.log import EventLog, LogSettings
     from momently.distributed.partition import parse_partitions
     from momently.distributed.predictions import answer_predictions
+    from momently.distributed.retention import with_retention
     from momently.distributed.shard import partition_url
     from momently.distributed.web import worker_app
     from momently.distributed.worker import Worker, WorkerSettings
@@ -121,7 +150,8 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.moments.playbook import load_playbook
     from momently.privacy.suppression import SECRET_ENV, privacy_secret
 
-    log = LogSettings.from_url(args.log)
+    retention = retention_days(args.retention_days, os.environ)
+    log = with_retention(LogSettings.from_url(args.log), retention)
     try:
         partitions = tuple(parse_partitions(args.partitions, log.partitions))
     except ValueError as error:
@@ -138,6 +168,7 @@ def worker_command(args: argparse.Namespace) -> int:
         partitions=partitions,
         owner=args.owner or f"{socket.gethostname()}-{os.getpid()}",
         lease_ttl_ms=args.lease_ttl_ms,
+        retention_days=retention,
     )
     playbook = load_playbook(args.playbook)
     clock = SystemClock()
@@ -204,6 +235,7 @@ def serve_log(settings: Any, log_url: str) -> int:
 
     from momently.distributed.admin import Partitions
     from momently.distributed.log import LogSettings
+    from momently.distributed.retention import with_retention
     from momently.distributed.web import ingest_app
     from momently.errors import ConfigError
     from momently.moments.playbook import load_playbook
@@ -211,7 +243,8 @@ def serve_log(settings: Any, log_url: str) -> int:
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
-    log = LogSettings.from_url(log_url)
+    # --retention-days: the stream's max_age backstop (the workers delete what they read).
+    log = with_retention(LogSettings.from_url(log_url), settings.retention_days)
     reads = None
     outbox = None
     if settings.store:

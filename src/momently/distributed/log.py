@@ -23,9 +23,10 @@ changing it would move customers between partitions.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import parse_qs, urlparse
 
@@ -46,6 +47,7 @@ from momently.engine import IngestResult
 from momently.errors import ConfigError, Unavailable
 from momently.events import Event, encode_event
 
+_log = logging.getLogger(__name__)
 _PARTITIONS = re.compile(r"partitions=(\d+)")
 DAY_S: Final = 86_400.0
 
@@ -61,6 +63,10 @@ class LogSettings:
     duplicate_window_s: float = 120.0
     max_age_s: float = 7 * DAY_S
     timeout_s: float = 10.0
+    # Whether max_age_s was configured (the URL's max_age_s, or --retention-days through
+    # momently.distributed.retention.with_retention): only then is an existing stream's
+    # max_age updated to it, so a process configured without it leaves the stream alone.
+    max_age_given: bool = False
 
     @classmethod
     def from_url(cls, url: str) -> LogSettings:
@@ -69,6 +75,7 @@ class LogSettings:
         if parsed.scheme != "nats" or not parsed.netloc:
             raise ConfigError(f"{url!r} is not a log URL: use nats://host:port[,host:port]")
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        max_age_given = "max_age_s" in options
         try:
             settings = cls(
                 servers=tuple(f"nats://{host}" for host in parsed.netloc.split(",")),
@@ -78,6 +85,7 @@ class LogSettings:
                 duplicate_window_s=float(options.pop("duplicate_window_s", 120.0)),
                 max_age_s=float(options.pop("max_age_s", 7 * DAY_S)),
                 timeout_s=float(options.pop("timeout_s", 10.0)),
+                max_age_given=max_age_given,
             )
         except ValueError as error:
             raise ConfigError(f"bad log URL {url!r}: {error}") from None
@@ -87,6 +95,8 @@ class LogSettings:
             raise ConfigError("partitions must be at least 1 and replicas 1-5")
         if settings.timeout_s <= 0:
             raise ConfigError("timeout_s must be positive")
+        if settings.max_age_s <= 0:
+            raise ConfigError("max_age_s must be positive")
         return settings
 
 
@@ -102,7 +112,8 @@ async def connect(settings: LogSettings, name: str) -> Client:
 
 
 async def ensure_stream(js: JetStreamContext, settings: LogSettings) -> None:
-    """Create the stream, or check that the one there has the configured partitions."""
+    """Create the stream, or check that the one there has the configured partitions (and
+    update its max_age where this process was configured with another one)."""
     description = f"momently events; partitions={settings.partitions}"
     try:
         info = await js.stream_info(settings.stream)
@@ -128,6 +139,14 @@ async def ensure_stream(js: JetStreamContext, settings: LogSettings) -> None:
             f"stream {settings.stream} was made for {found.group(1) if found else 'unknown'}"
             f" partitions, not {settings.partitions}: changing the count moves customers"
         )
+    if settings.max_age_given and abs((info.config.max_age or 0) - settings.max_age_s) >= 1:
+        _log.warning(
+            "stream %s: max_age %.0fs -> %.0fs (give every process the same retention)",
+            settings.stream,
+            info.config.max_age or 0,
+            settings.max_age_s,
+        )
+        await js.update_stream(replace(info.config, max_age=settings.max_age_s))
 
 
 class EventLog:

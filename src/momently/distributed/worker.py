@@ -44,6 +44,7 @@ from momently.distributed.log import EventLog, LogSettings, connect, ensure_stre
 from momently.distributed.metrics import PartitionMetrics
 from momently.distributed.partition import subject
 from momently.distributed.privacy import EraseCommand, decode_erase, is_erase
+from momently.distributed.retention import Retention, expire_in_shard
 from momently.distributed.shard import Shard
 from momently.distributed.world import decode_world, is_world
 from momently.errors import Fenced
@@ -71,6 +72,10 @@ class WorkerSettings:
     batch: int = 1_000
     fetch_wait_s: float = 0.25
     leases_bucket: str = ""
+    # --retention-days: raw events older than this leave the partitions' stores and the
+    # stream once read (momently.distributed.retention); None keeps them.
+    retention_days: float | None = None
+    retention_every_ms: int = 3_600_000
 
     @property
     def bucket(self) -> str:
@@ -120,6 +125,11 @@ class Worker:
         self._js: JetStreamContext | None = None
         self._kv: Leases | None = None
         self._started = False
+        self.retention = (
+            None
+            if settings.retention_days is None
+            else Retention(settings.retention_days, clock, settings.retention_every_ms)
+        )
 
     async def in_shard(self, partition: int, read: Callable[[Shard], T]) -> T | None:
         """``read`` on the partition's shard, in the shards' thread (between two batches,
@@ -196,7 +206,30 @@ class Worker:
             if partition in self.shards:
                 done += await self._apply(partition, msgs)
                 await self.renew()
+        await self.retain()
         return done
+
+    async def retain(self) -> int:
+        """A retention pass over the owned partitions if one is due by the clock: each
+        store's events older than the age that its stage has read, then the stream's
+        messages its store has committed; how many events left the stores."""
+        if self.retention is None or self._js is None or not self.shards:
+            return 0
+        cutoff = self.retention.due()
+        if cutoff is None:
+            return 0
+        loop = asyncio.get_running_loop()
+        try:
+            return await self.retention.run(
+                self._js,
+                self.settings.log.stream,
+                dict(self.shards),
+                lambda shard, at: loop.run_in_executor(self._executor, expire_in_shard, shard, at),
+                cutoff,
+            )
+        except Exception:
+            log.exception("retention pass failed; retried at the next one")
+            return 0
 
     async def balance(self) -> None:
         """Renew held leases that are a third spent; acquire wanted partitions that are free."""
