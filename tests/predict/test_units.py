@@ -283,6 +283,16 @@ def test_the_classifiers_fast_path_answers_as_river_does() -> None:
     )
 
 
+@given(st.lists(st.floats(-50.0, 50.0), min_size=3, max_size=3))
+def test_a_clipped_fast_prediction_answers_as_river_does(x: list[float]) -> None:
+    model = propensity.propensity_model()
+    names = ("a", "b", "c")
+    for i in range(30):
+        model.learn_one({"a": i % 3, "b": (i * 7) % 5 / 5, "c": float(i % 2)}, i % 4 == 0)
+    expected = model.predict_proba_one(dict(zip(names, x, strict=True)))[True]
+    assert model.proba_values(x, names) == pytest.approx(expected, abs=1e-12)
+
+
 def test_predictions_are_worked_out_when_read_and_kept() -> None:
     predictor = Predictor()
     state = PredictState()

@@ -25,8 +25,6 @@ True
 from __future__ import annotations
 
 import math
-from itertools import repeat
-from operator import add, mul, truediv
 from typing import Final
 
 from momently.predict.decay import bump, read
@@ -40,7 +38,6 @@ WINDOWS: Final = (("1d", float(DAY)), ("7d", 7.0 * DAY), ("30d", 30.0 * DAY))
 _TAUS: Final = tuple(tau for _, tau in WINDOWS)
 _ENGAGED_TAU: Final = (30.0 * DAY,)
 _NONE: Final = [0.0] * len(_TAUS)
-_ONES: Final = (1.0,) * len(_TAUS)
 FEATURES: Final = (
     *(f"messages_{w}" for w, _ in WINDOWS),
     "engaged_30d",
@@ -71,10 +68,9 @@ def values(contact: Contact, now: int) -> list[float]:
     engaged = contact.engaged
     if now > contact.at:
         dt = now - contact.at
-        # m * exp(-dt / tau) for each window, the arithmetic in C
-        messages = list(map(mul, messages, map(math.exp, map(truediv, repeat(-dt), _TAUS))))
+        messages = [m * math.exp(-dt / tau) for m, tau in zip(messages, _TAUS, strict=True)]
         engaged *= math.exp(-dt / _ENGAGED_TAU[0])
-    x = list(map(log1p, map(add, messages, _ONES)))
+    x = [log1p(m + 1.0) for m in messages]
     gap = now - contact.last_message_ms if contact.last_message_ms else 30 * DAY
     x += (
         log1p(engaged),

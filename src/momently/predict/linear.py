@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import compress
 from typing import Any, Final
 
 from river import base, linear_model, optim, preprocessing
@@ -132,7 +132,9 @@ class ScaledLogistic(base.Classifier):
         slope, a clip range and an offset per feature in ``names`` order:
         ``w * clip((v - m) / sd)`` is ``a * min(max(v, lo), hi) - a * m`` with
         ``a = w / sd`` and ``lo, hi = m ∓ clip * sd``. When no value is clipped
-        — nearly always — the sum runs in C.
+        the sum runs in C; otherwise only the clipped values are set in Python (a
+        third of propensity's answers at event time: an hour without a session is
+        below the range of the snapshots, taken at active moments).
         """
         compiled = self._compiled.get(names)
         if compiled is None:
@@ -142,26 +144,23 @@ class ScaledLogistic(base.Classifier):
             raise ValueError(f"{len(values)} values for {len(slopes)} features")
         if all(map(operator.le, lows, values)) and all(map(operator.le, values, highs)):
             return _sigmoid(offset + sum(map(operator.mul, slopes, values)))
-        clipped = map(min, map(max, values, lows), highs)
+        # min(max(v, low), high) for each value, with only the few out of range set in
+        # Python (their places found in C): a third of the time of a min and a max each.
+        clipped = list(values)
+        places = range(len(clipped))
+        for i in compress(places, map(operator.gt, lows, clipped)):
+            clipped[i] = lows[i]
+        for i in compress(places, map(operator.lt, highs, clipped)):
+            clipped[i] = highs[i]
         return _sigmoid(offset + sum(map(operator.mul, slopes, clipped)))
 
     def _compile(self, names: tuple[str, ...]) -> _Compiled:
         means, variances = self.scaler.means, self.scaler.vars
         weights = self.regression.weights
-        intercept = float(self.regression.intercept)
-        zeros = repeat(0.0, len(names))
-        spread = list(map(variances.get, names, zeros))
-        if all(spread):  # every feature has varied (nearly always): the sums run in C
-            sds = list(map(math.sqrt, spread))
-            ms = list(map(float, map(means.get, names, repeat(0.0))))
-            slopes = list(map(operator.truediv, map(weights.get, names, repeat(0.0)), sds))
-            spans = list(map(operator.mul, sds, repeat(self.clip)))
-            lows = list(map(operator.sub, ms, spans))
-            highs = list(map(operator.add, ms, spans))
-            return lows, highs, slopes, intercept - sum(map(operator.mul, slopes, ms))
         lows, highs, slopes = [], [], []
-        offset = intercept
-        for name, v in zip(names, spread, strict=True):
+        offset = float(self.regression.intercept)
+        for name in names:
+            v = variances.get(name, 0.0)
             if not v:  # the scaler gives 0.0: the feature adds nothing
                 lows.append(-math.inf)
                 highs.append(math.inf)
