@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nats.js.errors
 import pytest
+from prometheus_client import generate_latest
 
 from momently.cli import main
 from momently.clock import FakeClock
@@ -154,6 +155,10 @@ def test_workers_expire_what_they_have_read_from_stores_and_stream(
             await rounds_until(lambda: stored() == {"bo": [-2]})
             assert await in_stream(unread + fresh) == [False, True]
             assert worker.retention.counts["expiredEvents"] == 4 + 1
+            assert worker.retention.counts["purgedMessages"] == 4 + 1
+            text = generate_latest(worker.metrics.registry).decode()
+            assert "momently_retention_expired_events_total 5.0" in text
+            assert "momently_retention_purged_messages_total 5.0" in text
         finally:
             await worker.stop()
             await log.close()

@@ -35,13 +35,15 @@ the URL's ``max_age_s``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
 import nats.js.errors
-from nats.js import JetStreamContext
+from nats.aio.client import Client
+from prometheus_client import CollectorRegistry, Counter
 
 from momently.clock import Clock
 from momently.distributed.log import DAY_S, LogSettings
@@ -79,10 +81,11 @@ def expire_in_shard(shard: Shard, cutoff_ms: int) -> int:
 
 
 async def purge_read(
-    js: JetStreamContext, stream: str, partition: int, position: int, cutoff_ms: int
+    client: Client, stream: str, partition: int, position: int, cutoff_ms: int, timeout_s: float
 ) -> int:
     """Purge the partition's messages that arrived before ``cutoff_ms`` with a sequence
-    at most ``position``; returns the first sequence kept (purged: those below it)."""
+    at most ``position``; returns how many went."""
+    js = client.jetstream(timeout=timeout_s)
     filter_subject = subject(stream, partition)
 
     async def kept(seq: int) -> int | None:
@@ -98,7 +101,7 @@ async def purge_read(
 
     first = await kept(1)
     if first is None:
-        return 1
+        return 0
     # The smallest sequence whose next message must stay: messages of the partition
     # below it all arrived before the cutoff and were read.
     low, high = first + 1, position + 1
@@ -108,21 +111,44 @@ async def purge_read(
             high = middle
         else:
             low = middle + 1
-    await js.purge_stream(stream, seq=low, subject=filter_subject)
-    return low
+    # The API itself (nats-py's purge_stream drops the answer's count).
+    request = json.dumps({"filter": filter_subject, "seq": low}).encode()
+    reply = json.loads(
+        (await client.request(f"$JS.API.STREAM.PURGE.{stream}", request, timeout=timeout_s)).data
+    )
+    if "error" in reply:
+        raise nats.js.errors.APIError.from_error(reply["error"])
+    return int(reply.get("purged", 0))
 
 
 class Retention:
     """When the worker's retention passes are due, and what they did."""
 
-    def __init__(self, days: float, clock: Clock, every_ms: int = 3_600_000) -> None:
+    def __init__(
+        self,
+        days: float,
+        clock: Clock,
+        every_ms: int = 3_600_000,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         if days <= 0:
             raise ValueError("retention must be longer than 0 days")
         self.age_ms = int(days * DAY_MS)
         self.every_ms = every_ms
         self.clock = clock
         self.next_ms = clock.now_ms()
-        self.counts = {"expiredEvents": 0, "passes": 0}
+        self.counts = {"expiredEvents": 0, "purgedMessages": 0, "passes": 0}
+        # On the worker's /metrics (the ingest node's /api/privacy/stats does not see them).
+        self._expired = Counter(
+            "momently_retention_expired_events",
+            "Events deleted from the partitions' stores by retention",
+            registry=registry,
+        )
+        self._purged = Counter(
+            "momently_retention_purged_messages",
+            "Stream messages purged by retention",
+            registry=registry,
+        )
 
     def due(self) -> int | None:
         """The cutoff if a pass is due by the clock (and the next one scheduled)."""
@@ -134,20 +160,35 @@ class Retention:
 
     async def run(
         self,
-        js: JetStreamContext,
-        stream: str,
+        client: Client,
+        log_settings: LogSettings,
         shards: dict[int, Shard],
         in_thread: Callable[[Shard, int], asyncio.Future[int]],
         cutoff_ms: int,
     ) -> int:
         """One pass over the owned partitions: the store, then the stream through the
         position the store has committed. How many events left the stores."""
-        gone = 0
+        gone = purged = 0
         for partition, shard in sorted(shards.items()):
             gone += await in_thread(shard, cutoff_ms)
-            await purge_read(js, stream, partition, shard.position, cutoff_ms)
+            purged += await purge_read(
+                client,
+                log_settings.stream,
+                partition,
+                shard.position,
+                cutoff_ms,
+                log_settings.timeout_s,
+            )
         self.counts["expiredEvents"] += gone
+        self.counts["purgedMessages"] += purged
         self.counts["passes"] += 1
-        if gone:
-            log.info("retention: %d events expired from %d partitions", gone, len(shards))
+        self._expired.inc(gone)
+        self._purged.inc(purged)
+        if gone or purged:
+            log.info(
+                "retention: %d events expired, %d stream messages purged, %d partitions",
+                gone,
+                purged,
+                len(shards),
+            )
         return gone

@@ -128,7 +128,12 @@ class Worker:
         self.retention = (
             None
             if settings.retention_days is None
-            else Retention(settings.retention_days, clock, settings.retention_every_ms)
+            else Retention(
+                settings.retention_days,
+                clock,
+                settings.retention_every_ms,
+                registry=self.metrics.registry,
+            )
         )
 
     async def in_shard(self, partition: int, read: Callable[[Shard], T]) -> T | None:
@@ -213,7 +218,7 @@ class Worker:
         """A retention pass over the owned partitions if one is due by the clock: each
         store's events older than the age that its stage has read, then the stream's
         messages its store has committed; how many events left the stores."""
-        if self.retention is None or self._js is None or not self.shards:
+        if self.retention is None or self._client is None or not self.shards:
             return 0
         cutoff = self.retention.due()
         if cutoff is None:
@@ -221,8 +226,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         try:
             return await self.retention.run(
-                self._js,
-                self.settings.log.stream,
+                self._client,
+                self.settings.log,
                 dict(self.shards),
                 lambda shard, at: loop.run_in_executor(self._executor, expire_in_shard, shard, at),
                 cutoff,
