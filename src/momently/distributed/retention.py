@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Final
 
@@ -165,11 +165,17 @@ class Retention:
         shards: dict[int, Shard],
         in_thread: Callable[[Shard, int], asyncio.Future[int]],
         cutoff_ms: int,
+        between: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
-        """One pass over the owned partitions: the store, then the stream through the
-        position the store has committed. How many events left the stores."""
+        """One pass over the owned partitions (``shards``, the worker's own: one dropped
+        meanwhile is skipped): the store, then the stream through the position the store
+        has committed, then ``between`` (the worker renews its leases, as between two
+        partitions' batches). How many events left the stores."""
         gone = purged = 0
-        for partition, shard in sorted(shards.items()):
+        for partition in sorted(shards):
+            shard = shards.get(partition)
+            if shard is None:
+                continue
             gone += await in_thread(shard, cutoff_ms)
             purged += await purge_read(
                 client,
@@ -179,6 +185,8 @@ class Retention:
                 cutoff_ms,
                 log_settings.timeout_s,
             )
+            if between is not None:
+                await between()
         self.counts["expiredEvents"] += gone
         self.counts["purgedMessages"] += purged
         self.counts["passes"] += 1

@@ -228,9 +228,10 @@ class Worker:
             return await self.retention.run(
                 self._client,
                 self.settings.log,
-                dict(self.shards),
+                self.shards,
                 lambda shard, at: loop.run_in_executor(self._executor, expire_in_shard, shard, at),
                 cutoff,
+                self.renew,
             )
         except Exception:
             log.exception("retention pass failed; retried at the next one")
