@@ -21,6 +21,7 @@ from tests.distributed.e2e import (
     MODES,
     AnyServer,
     DistributedServer,
+    daytime_zone,
     distributed_server,  # noqa: F401 (fixture)
     settle,
 )
@@ -55,7 +56,10 @@ def test_complaints_become_moments_decisions_and_logged_sends(server: AnyServer)
     now = datetime.now(UTC)
     batch = []
     for n, user in enumerate(CUSTOMERS):
-        device = {"device": {"id": f"{user}-phone", "type": "ios", "token": f"tok-{n}"}}
+        device = {
+            "device": {"id": f"{user}-phone", "type": "ios", "token": f"tok-{n}"},
+            "timezone": daytime_zone(),  # quiet hours would make every send a later one
+        }
         batch += [
             {"type": "track", "userId": user, "event": "Application Opened",
              "messageId": f"{user}-open", "timestamp": iso(now - timedelta(minutes=2)),

@@ -28,7 +28,7 @@ from momently.distributed.web import ingest_app
 from momently.errors import ConfigError
 from momently.moments.playbook import load_playbook
 from momently.web.app import create_app
-from tests.distributed.e2e import DistributedServer, distributed
+from tests.distributed.e2e import DistributedServer, daytime_zone, distributed
 from tests.nats_server import NatsServer
 from tests.postgres import Cluster
 
@@ -126,7 +126,9 @@ def test_workers_messages_links_live_feed_and_in_app_reach_the_ingest_node(
 
 
 def device(user: str) -> dict[str, Any]:
-    return {"device": {"id": f"{user}-phone", "type": "ios", "token": f"tok-{user}"}}
+    """Her phone, where it is daytime: no quiet hours make her send a later one."""
+    phone = {"id": f"{user}-phone", "type": "ios", "token": f"tok-{user}"}
+    return {"device": phone, "timezone": daytime_zone()}
 
 
 def check_the_ingest_node(server: DistributedServer, admin: httpx.Client) -> None:
