@@ -96,7 +96,7 @@ def test_an_evening_search_is_answered_the_next_morning_not_in_quiet_hours() -> 
     sends = policy.on_event(
         {**who, "type": "track", "event": "Products Searched", "messageId": "m-2",
          "timestamp": (evening + timedelta(seconds=30)).isoformat(),
-         "properties": {"query": "best puffer jacket for winter"}}
+         "properties": {"query": "puffer jacket sale"}}
     )  # fmt: skip
     decisions = policy.stage.moments.decisions(DecisionQuery(customer_id=None, limit=10))
     intent = [d for d in decisions if d.moment_name.startswith("intent.")]
@@ -107,3 +107,30 @@ def test_an_evening_search_is_answered_the_next_morning_not_in_quiet_hours() -> 
     at = datetime.fromtimestamp(decision.send_at_ms / 1000, UTC)
     assert at.date() == evening.date() + timedelta(days=1) and 8 <= at.hour < 21, at
     assert [s.send_at for s in sends] == [decision.send_at_ms]
+
+
+def test_a_research_search_leaves_the_department_offer_for_the_buying_one() -> None:
+    """Department offers answer buying moments only: a research search ("know") is mostly
+    curiosity, and answering it spent the offer's one message a week, so the customer's
+    buying search that followed found the offer capped and went unanswered."""
+    policy = EnginePolicy(batch_ms=0)
+    morning = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # a Tuesday; London is on UTC
+    who = {"userId": "u-1", "context": {"timezone": "Europe/London"}}
+    policy.on_event(
+        {**who, "type": "identify", "messageId": "m-1", "timestamp": morning.isoformat(),
+         "traits": {"email": "ann@example.com", "first_name": "Ann"}}
+    )  # fmt: skip
+
+    def search(message_id: str, after: timedelta, query: str) -> list[str]:
+        sends = policy.on_event(
+            {**who, "type": "track", "event": "Products Searched", "messageId": message_id,
+             "timestamp": (morning + after).isoformat(), "properties": {"query": query}}
+        )  # fmt: skip
+        return [s.offer_id for s in sends]
+
+    assert search("m-2", timedelta(seconds=30), "best puffer jacket for winter") == []
+    decisions = policy.stage.moments.decisions(DecisionQuery(customer_id=None, limit=10))
+    know = [d for d in decisions if d.moment_name == "intent.know"]
+    assert know and know[0].action == "silent", know
+    assert "offers are not for know moments" in " ".join(know[0].reasons), know[0].reasons
+    assert search("m-3", timedelta(hours=2), "puffer jacket sale") == ["shop-fashion"]

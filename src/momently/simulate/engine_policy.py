@@ -56,7 +56,17 @@ MARGIN: Final = 0.25  # an offer's value: a quarter of the department's mean pri
 
 
 def department_offer(department: str) -> OfferSpec:
-    """The offer a brand would write for one department of its catalogue."""
+    """The offer a brand would write for one department of its catalogue.
+
+    It answers *buying* moments only, at most once a day. Measured on 1,000 customers
+    over 14 days (seed 1, the engine's decisions beside the hidden truth): when it also
+    answered research ("know") moments, with one message a week, 2,542 of momently's 4,267
+    sends went to know moments, 78% of them to customers with no live need in the category
+    (a curious search); and each spent the offer's weekly cap, so the buying moments that
+    followed — 99% of those naming a category came from a live need of it — were refused
+    ("cap: offer shop-…") or left silent: 285 of 2,872 were answered. A know search is
+    weak evidence of a need, a buy search strong, and a need may take more than one try.
+    """
     low, high = NEEDS[department].price
     name = department.replace("-", " and ")
     return OfferSpec.model_validate(
@@ -64,13 +74,13 @@ def department_offer(department: str) -> OfferSpec:
             "id": f"shop-{department}",
             "title": f"Our {name} range",
             "value": round(MARGIN * (low + high) / 2, 2),
-            "for": {"kinds": ["buy", "know"], "categories": [department]},
+            "for": {"kinds": ["buy"], "categories": [department]},
             "messages": {
                 "push": {"title": f"Looking for {name}?", "body": f"Picked for you: our {name}."},
                 "email": {"subject": f"Our {name} range", "body": f"The best of our {name}."},
                 "in_app": {"body": f"See what's new in {name}."},
             },
-            "caps": [{"max": 1, "per": "week"}],
+            "caps": [{"max": 1, "per": "day"}],
         }
     )
 
