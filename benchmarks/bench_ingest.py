@@ -221,15 +221,17 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of a Linux process so far by part: its main thread (the event loop),
     the writer, and the rest; empty where ``/proc`` is not there."""
-    parts = {"event loop": 0.0, "writer": 0.0, "other threads": 0.0}
+    parts = {"event loop": 0.0, "writer": 0.0, "other threads": 0.0, "parse workers": 0.0}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return {}
+    children: list[str] = []
     for tid in tids:
         try:
             name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
             fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
+            children += Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
         except OSError:
             continue  # the thread ended meanwhile
         seconds = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
@@ -239,6 +241,12 @@ def thread_cpu(pid: int) -> dict[str, float]:
             parts["writer"] += seconds
         else:
             parts["other threads"] += seconds
+    for child in children:  # the parse pool's worker processes (momently.ingest.parsepool)
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parts["parse workers"] += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
     return parts
 
 

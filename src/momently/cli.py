@@ -6,8 +6,8 @@ import argparse
 import gc
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -19,6 +19,11 @@ from momently.config import Settings
 from momently.distributed.command import add_worker_parser
 from momently.errors import ConfigError
 from momently.moments.loader import PlaybookError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from momently.ingest.parsepool import ParsePool
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,18 +183,43 @@ def _tune_switching() -> None:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from momently.web.app import create_app
-    from momently.web.live import StreamClosingServer
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, environ=os.environ)
+    parsers = _parse_pool(os.environ)
+    app.state.tracking.parser = parsers
     _tune_gc()
     _tune_switching()
     print(f"momently {__version__} listening on http://{settings.host}:{settings.port}", flush=True)
+    try:
+        _run_server(app, settings)
+    finally:
+        if parsers is not None:
+            parsers.close()
+
+
+def _parse_pool(environ: Mapping[str, str]) -> ParsePool | None:
+    """Worker processes that parse batches off the server's GIL (momently.ingest.parsepool):
+    one per core but the server's own, at most 4; ``MOMENTLY_PARSE_WORKERS`` overrides
+    (0: parse in the server process)."""
+    from momently.ingest.parsepool import ParsePool
+
+    given = environ.get("MOMENTLY_PARSE_WORKERS", "").strip()
+    try:
+        workers = int(given) if given else min(4, (os.cpu_count() or 1) - 1)
+    except ValueError:
+        raise ConfigError(f"MOMENTLY_PARSE_WORKERS must be a number, not {given!r}") from None
+    return ParsePool(workers) if workers > 0 else None
+
+
+def _run_server(app: FastAPI, settings: Settings) -> None:
+    import uvicorn
+
+    from momently.web.live import StreamClosingServer
+
     config = uvicorn.Config(
         app,
         host=settings.host,

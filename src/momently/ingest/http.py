@@ -32,6 +32,7 @@ from momently.events import (
     normalise_batch,
 )
 from momently.ingest.body import basic_user, check_content_type, decode_body, read_limited
+from momently.ingest.parsepool import ParsePool
 from momently.metrics import Metrics
 
 # Room on the wire for gzip's worst case on incompressible data.
@@ -87,6 +88,8 @@ class TrackingAPI:
         self.keys = keys
         self.clock = clock
         self.metrics = metrics
+        # Worker processes that parse batches (momently serve sets one up), or None.
+        self.parser: ParsePool | None = None
 
     async def _body(self, request: Request, limit: int) -> bytes:
         check_content_type(request.headers.get("content-type"))
@@ -122,11 +125,17 @@ class TrackingAPI:
         header_key = basic_user(request.headers.get("authorization"))
         source = self.keys.source_of(header_key) if header_key is not None else None
         data = await self._body(request, MAX_BATCH_BYTES)
-        envelope = decode_batch(data)
-        source = source or self.keys.source_of(envelope.write_key)
-        events, errors = normalise_batch(
-            envelope, received_ms=received_ms, source=source, ip=_client_ip(request)
-        )
+        parsed = None
+        if self.parser is not None and source is not None:
+            # The same parsing in a worker process, off this process's GIL.
+            parsed = await self.parser.parse(data, received_ms, source, _client_ip(request))
+        if parsed is None:
+            envelope = decode_batch(data)
+            source = source or self.keys.source_of(envelope.write_key)
+            parsed = normalise_batch(
+                envelope, received_ms=received_ms, source=source, ip=_client_ip(request)
+            )
+        events, errors = parsed
         rejected: list[dict[str, Any]] = []
         for index, error in errors:
             self.metrics.rejected.labels(type(error).__name__).inc()

@@ -233,6 +233,7 @@ def create_app(
     app.state.live = live
     app.state.privacy = privacy
     app.state.access = access
+    app.state.tracking = tracking
     if settings.cors_origins:  # browser SDKs on the brand's own pages
         app.add_middleware(
             CORSMiddleware,
