@@ -40,6 +40,7 @@ from momently.events import from_ms
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
 from tests.conftest import ADMIN_KEY, WRITE_KEY
+from tests.distributed.e2e import daytime_zone
 from tests.nats_server import NatsServer, free_port, needs_nats, start_server
 from tests.postgres import Cluster
 from tests.web.serve import serve
@@ -163,17 +164,19 @@ class Rig:
 def erin_lives(rig: Rig) -> None:
     """Erin arrives anonymous, identifies, and complains with the app open; Olga too."""
     now = int(time.time() * 1000)
+    zone = daytime_zone()  # quiet hours would make the sends later ones, at any hour
     device = {"id": ERIN["device"], "type": "ios", "token": f"tok-{TAG}"}
     at = from_ms(now - 120_000).isoformat()
     rig.post(
         "/v1/track",
         {"anonymousId": ERIN["anon"], "event": "Application Opened", "timestamp": at,
-         "context": {"device": device}},
+         "context": {"device": device, "timezone": zone}},
     )  # fmt: skip
     rig.post(
         "/v1/identify",
         {"anonymousId": ERIN["anon"], "userId": ERIN["user"],
-         "timestamp": from_ms(now - 60_000).isoformat(), "context": {"device": device},
+         "timestamp": from_ms(now - 60_000).isoformat(),
+         "context": {"device": device, "timezone": zone},
          "traits": {"email": ERIN["email"], "phone": ERIN["phone"],
                     "first_name": ERIN["first_name"], "favourite_colour": ERIN["colour"]}},
     )  # fmt: skip
@@ -181,13 +184,14 @@ def erin_lives(rig: Rig) -> None:
         rig.post(
             "/v1/track",
             {"userId": who, "event": "Application Opened", "timestamp": from_ms(now).isoformat(),
-             "traits": {"email": email}, "context": {"device": {"id": f"{who}-phone"}}},
+             "traits": {"email": email},
+             "context": {"device": {"id": f"{who}-phone"}, "timezone": zone}},
         )  # fmt: skip
         rig.post(
             "/v1/track",
             {"userId": who, "event": "Support Message", "timestamp": from_ms(now).isoformat(),
              "properties": {"text": "my parcel never arrived, this is useless, I am furious"},
-             "context": {"device": {"id": f"{who}-phone", "type": "ios"}}},
+             "context": {"device": {"id": f"{who}-phone", "type": "ios"}, "timezone": zone}},
         )  # fmt: skip
     rig.settle()
 
