@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 import nats as nats_client
 import nats.errors as nats_errors
-import psycopg
 import pytest
 
 from momently.clock import SystemClock
@@ -43,6 +42,7 @@ from tests.conftest import ADMIN_KEY, WRITE_KEY
 from tests.distributed.e2e import daytime_zone
 from tests.nats_server import NatsServer, free_port, needs_nats, start_server
 from tests.postgres import Cluster
+from tests.privacy.test_postgres_erase import checkpoint, scan
 from tests.web.serve import serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, needs_nats]
@@ -194,22 +194,6 @@ def erin_lives(rig: Rig) -> None:
              "context": {"device": {"id": f"{who}-phone", "type": "ios"}, "timezone": zone}},
         )  # fmt: skip
     rig.settle()
-
-
-def checkpoint(cluster: Cluster) -> None:
-    with psycopg.connect(cluster.url_for_database("momently"), autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-
-
-def scan(directory: Path, needles: list[str]) -> dict[str, list[str]]:
-    """Which needles appear in which file under ``directory``, as raw bytes."""
-    found: dict[str, list[str]] = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        raw = path.read_bytes()
-        hits = [n for n in needles if n.encode() in raw]
-        if hits:
-            found[str(path.relative_to(directory))] = hits
-    return found
 
 
 def test_export_delete_suppress_and_restart(nats: NatsServer, own_cluster: Cluster) -> None:

@@ -21,27 +21,20 @@ from momently.clock import FakeClock
 from momently.distributed.log import DAY_S, EventLog, LogSettings, connect, ensure_stream
 from momently.distributed.retention import LAG_ALLOWANCE_DAYS, with_retention
 from momently.distributed.worker import Worker, WorkerSettings
-from momently.events import Event, from_ms
+from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
+from tests.moments.factories import track
 from tests.postgres import DATABASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 DAY = 86_400_000
-_events = itertools.count(1)
 _schemas = itertools.count(1)
 
 
 def _event(user: str, at_ms: int) -> Event:
-    return Event(
-        message_id=f"rt-{next(_events)}",
-        type="track",
-        timestamp=from_ms(at_ms),
-        received_at=from_ms(at_ms),
-        user_id=user,
-        event="Product Viewed",
-    )
+    return track("Product Viewed", at_ms, user=user)
 
 
 def _now_ms() -> int:
