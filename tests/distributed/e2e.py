@@ -34,6 +34,7 @@ from momently.distributed.deliver import WorkerDelivery
 from momently.distributed.inapp import InAppRelay
 from momently.distributed.live import LiveRelay
 from momently.distributed.log import EventLog, LogSettings
+from momently.distributed.models import answer_models
 from momently.distributed.partition import parse_partitions
 from momently.distributed.predictions import answer_predictions
 from momently.distributed.web import ingest_app, worker_app
@@ -63,6 +64,7 @@ class DistributedServer:
     write_key: str = WRITE_KEY
     admin_key: str = ADMIN_KEY
     partitions: int = PARTITIONS
+    stream: str = ""  # the log's stream, for a test that asks the workers itself
 
     @property
     def admin(self) -> dict[str, str]:
@@ -147,7 +149,7 @@ def distributed(
             owner.append(worker)
             delivery.start()
             running.enter_context(serve(worker_app(worker)))
-        yield DistributedServer(url, int(url.rsplit(":", 1)[1]))
+        yield DistributedServer(url, int(url.rsplit(":", 1)[1]), stream=log.stream)
 
 
 def attach(
@@ -160,6 +162,7 @@ def attach(
         relay.attach(log.client)
         hub.attach(log.client)
         answer_predictions(owner[0], log)
+        answer_models(owner[0], log)
         delivery.attach(log)
 
     return on_start

@@ -3,6 +3,7 @@ them the workers' tracking links, live feed, in-app messages and deliveries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats as nats_client
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -22,24 +24,23 @@ from momently.config import Settings
 from momently.deliver.tracking import TokenSigner
 from momently.distributed.admin import Partitions
 from momently.distributed.command import worker_links
+from momently.distributed.gather import gather
 from momently.distributed.log import LogSettings
+from momently.distributed.models import rpc_subject
 from momently.distributed.partition import partition_of
 from momently.distributed.web import ingest_app
 from momently.errors import ConfigError
 from momently.moments.playbook import load_playbook
+from momently.predict.population import MODELS
 from momently.web.app import create_app
+from momently.web.models_api import ModelInfo
 from tests.distributed.e2e import DistributedServer, daytime_zone, distributed
 from tests.nats_server import NatsServer
 from tests.postgres import Cluster
 
-# Routes the embedded server has and an ingest node does not, each with its reason.
-NOT_ON_INGEST_NODES = {
-    # The online models live in the workers' memory, one set per partition (each learns
-    # from its own customers, README "What is the same and what is not"): there is no
-    # one model to describe, and a node holds none. (A customer's predictions are asked
-    # of their partition's owner: momently.distributed.predictions.)
-    ("GET", "/api/models"),
-}
+# Routes the embedded server has and an ingest node does not, each with its reason:
+# none (GET /api/models merges the partitions' models: momently.distributed.models).
+NOT_ON_INGEST_NODES: set[tuple[str, str]] = set()
 # Routes only distributed mode has: the process's liveness and readiness, and how far
 # each partition's worker has got.
 ONLY_ON_INGEST_NODES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/partitions")}
@@ -254,3 +255,64 @@ def test_a_workers_tracking_links_need_the_shared_key() -> None:
     assert url.startswith("https://t.example.com/t/u/")
     claims = TokenSigner(key.encode(), clock).verify(url.rsplit("/", 1)[1], kind="unsubscribe")
     assert (claims.decision_id, claims.customer_id) == ("de-1", "c1")  # a node's key checks it
+
+
+def partition_sums(nats: NatsServer, server: DistributedServer) -> dict[str, tuple[int, float]]:
+    """Each model's updates and labels summed over the partitions, asked of the two
+    workers directly (as the node asks them)."""
+
+    async def ask() -> dict[str, tuple[int, float]]:
+        client = await nats_client.connect(f"nats://{nats.address}")
+        try:
+            found = await gather(client, rpc_subject(server.stream), server.partitions, 10.0)
+        finally:
+            await client.close()
+        assert not found.missing, found.missing
+        assert len(found.answers) == 2  # each worker, for its half
+        sums: dict[str, tuple[int, float]] = {}
+        for body in found.answers:
+            for p in body["partitions"]:
+                for model in body["models"][str(p)]:
+                    updates, labels = sums.get(model["name"], (0, 0.0))
+                    sums[model["name"]] = (
+                        updates + model["updates"],
+                        labels + model["tracker"]["n"],
+                    )
+        return sums
+
+    return asyncio.run(ask())
+
+
+def test_the_ingest_nodes_models_are_the_sums_of_the_partitions(
+    cluster: DistributedServer, nats_server: NatsServer
+) -> None:
+    now = datetime.now(UTC)
+    users = [f"browser-{n}" for n in range(6)]
+    assert len({partition_of(f"u:{u}", cluster.partitions) for u in users}) > 2
+    post(cluster, [
+        {"type": "track", "userId": u, "event": name, "messageId": f"{u}-{step}",
+         "timestamp": iso(now - timedelta(minutes=30 - step)),
+         "properties": {"category": "toasters"}}
+        for u in users
+        for step, name in enumerate(["Product Viewed", "Product Added", "Checkout Started"] * 3)
+    ])  # fmt: skip
+    before = partition_sums(nats_server, cluster)
+    with httpx.Client(base_url=cluster.url, headers=cluster.admin, timeout=30) as admin:
+        answer = admin.get("/api/models")
+    after = partition_sums(nats_server, cluster)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Momently-Partitions-Answered"] == f"{cluster.partitions}/9"
+    assert "X-Momently-Partitions-Missing" not in answer.headers
+    models = answer.json()
+    assert [m["name"] for m in models] == list(MODELS)  # the embedded list (test_models.py)
+    for model in models:
+        ModelInfo.model_validate(model)
+        name = model["name"]
+        # Counts only grow (a worker's stage may tick between two asks): the node's
+        # merge lies between the sums asked just before and just after it.
+        assert before[name][0] <= model["updates"] <= after[name][0], (name, before, after)
+        labels = model["metrics"]["labels"]
+        assert before[name][1] <= labels <= after[name][1], (name, before, after)
+    touchpoints = {m["name"]: m for m in models}["next_touchpoint"]
+    assert touchpoints["updates"] >= 6 * 9  # every browser's nine events, learned
+    assert touchpoints["metrics"]["labels"] >= 6 * 2  # one transition in four scored

@@ -139,6 +139,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.distributed.inapp import InAppRelay
     from momently.distributed.live import LiveRelay
     from momently.distributed.log import EventLog, LogSettings
+    from momently.distributed.models import answer_models
     from momently.distributed.partition import parse_partitions
     from momently.distributed.predictions import answer_predictions
     from momently.distributed.retention import with_retention
@@ -194,6 +195,7 @@ def worker_command(args: argparse.Namespace) -> int:
         relay.attach(found.client)
         hub.attach(found.client)
         answer_predictions(worker, found)  # the ingest nodes' per-customer predictions
+        answer_models(worker, found)  # ... and their GET /api/models
         if delivery is not None:
             delivery.attach(found)
 

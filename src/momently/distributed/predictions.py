@@ -6,8 +6,8 @@ ingest node finds the customer's partition (as the node's other reads do) and
 asks over core NATS request/reply on ``<stream>.rpc.predictions``; every worker
 hears the request and the one that owns the partition answers, with the
 embedded route's body worked out in its shards' thread between two batches. No
-owner (a takeover under way) is a 503 to retry. ``GET /api/models`` has no
-distributed counterpart: there is no one model to describe (README).
+owner (a takeover under way) is a 503 to retry. ``GET /api/models`` merges every
+partition's models (:mod:`momently.distributed.models`).
 """
 
 from __future__ import annotations

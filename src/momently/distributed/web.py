@@ -35,6 +35,7 @@ from momently.distributed.inapp import relay_inapp
 from momently.distributed.journeys import journeys_router
 from momently.distributed.live import relay_to
 from momently.distributed.log import EventLog, LogSettings
+from momently.distributed.models import models_router
 from momently.distributed.predictions import predictions_router
 from momently.distributed.privacy import DistributedPrivacy, LogHandle, distributed_privacy_router
 from momently.distributed.views import PartitionedMoments, PartitionedStore
@@ -325,6 +326,7 @@ def ingest_app(
     if reads is not None:
         app.include_router(reads_router(reads, lambda: writer.log, access))
         app.include_router(predictions_router(reads, lambda: writer.log, access))
+        app.include_router(models_router(reads, lambda: writer.log, access))
         feedback.delivery = _outbox_reads(playbook or load_playbook(None), outbox, reads, clock)
         app.include_router(
             deliveries_router(
