@@ -78,6 +78,7 @@ def test_migrations_are_recorded_and_run_once(postgres: Cluster) -> None:
         ).fetchall()
     assert [m for (m,) in applied] == [
         "0001_log", "0002_moments", "0003_decisions", "0004_outbox", "0005_fences_privacy",
+        "0006_keys",
     ]  # fmt: skip
 
 

@@ -25,7 +25,7 @@ TRACK = {"type": "track", "event": "Product Viewed", "userId": "u1", "messageId"
 
 def keys_of(app: App) -> KeyStore:
     access = app.client.app.state.access  # type: ignore[attr-defined]
-    assert isinstance(access, Access) and access.store is not None
+    assert isinstance(access, Access) and isinstance(access.store, KeyStore)
     return access.store
 
 

@@ -1,4 +1,6 @@
-"""``momently keys create|list|revoke``: the key table of a data directory.
+"""``momently keys create|list|revoke``: the key table of a data directory, or, with
+``--store postgresql://…`` (the ingest nodes' ``--store``), distributed mode's key
+table in PostgreSQL (:mod:`momently.store.postgres.keys`).
 
 A running server sees a new or revoked key at its next request; nothing restarts.
 """
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from momently.auth.keys import FILE, KINDS, SCOPES, Key, KeyStore
+from momently.auth.keys import FILE, KINDS, SCOPES, Key, KeyStore, KeyTable
 from momently.clock import Clock, SystemClock
 from momently.errors import ConfigError
 
@@ -22,7 +24,7 @@ def add_parser(commands: Any) -> None:
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
     sub = keys.add_subparsers(dest="keys_command", required=True)
     create = sub.add_parser("create", help="create a key; it is shown once, here")
-    create.add_argument("--data-dir", default="data", help="the server's data directory")
+    _where(create)
     create.add_argument(
         "--kind", choices=KINDS, default="admin", help="write: ingestion only; admin: the API"
     )
@@ -38,11 +40,40 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--burst", type=int, help="requests at once above the rate")
     create.add_argument("--json", action="store_true", help="print JSON")
     listing = sub.add_parser("list", help="list keys (never their secrets)")
-    listing.add_argument("--data-dir", default="data", help="the server's data directory")
+    _where(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
     revoke = sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("id", help="the key's id, as `momently keys list` shows it")
-    revoke.add_argument("--data-dir", default="data", help="the server's data directory")
+    _where(revoke)
+
+
+def _where(parser: Any) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", default="data", help="the server's data directory")
+    where.add_argument(
+        "--store",
+        help="distributed mode: the ingest nodes' --store (postgresql://…?schema=p{partition});"
+        " the keys live in that database's key schema (p{partition} -> pkeys)",
+    )
+
+
+def _open(args: argparse.Namespace) -> KeyTable:
+    """The key table the arguments name; ConfigError if there is none to read."""
+    if args.store:
+        import psycopg
+
+        from momently.store.postgres.keys import PostgresKeyStore, key_table_url
+
+        url = key_table_url(args.store)
+        try:
+            return PostgresKeyStore(url)
+        except psycopg.Error as error:  # the pool's timeout is an OperationalError too
+            raise ConfigError(f"could not open the key table: {error}") from None
+    data = Path(args.data_dir)
+    if args.keys_command != "create" and not (data / FILE).is_file():
+        raise ConfigError(f"no key table in {data}: create a key first")
+    data.mkdir(parents=True, exist_ok=True)
+    return KeyStore(data / FILE)
 
 
 def _when(ms: int | None) -> str:
@@ -66,11 +97,8 @@ def _line(key: Key) -> str:
 def keys_command(args: argparse.Namespace, clock: Clock | None = None) -> int:
     """Run ``momently keys …``; ConfigError for bad arguments."""
     clock = clock or SystemClock()
-    data = Path(args.data_dir)
-    if args.keys_command != "create" and not (data / FILE).is_file():
-        raise ConfigError(f"no key table in {data}: create a key first")
-    data.mkdir(parents=True, exist_ok=True)
-    with KeyStore(data / FILE) as store:
+    store = _open(args)
+    try:
         if args.keys_command == "create":
             key, token = store.create(
                 args.kind,
@@ -96,4 +124,6 @@ def keys_command(args: argparse.Namespace, clock: Clock | None = None) -> int:
         else:
             key = store.revoke(args.id, now_ms=clock.now_ms())
             print(_line(key))
+    finally:
+        store.close()
     return 0

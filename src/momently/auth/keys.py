@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, cast
+from typing import Final, Literal, Protocol, cast
 
 from momently.errors import ConfigError
 
@@ -128,6 +128,31 @@ def check_key_args(
     if burst is not None and not 1 <= burst <= 10_000_000:
         raise ConfigError("--burst is a number of requests, at least 1")
     return wanted
+
+
+class KeyTable(Protocol):
+    """Where created keys live: :class:`KeyStore` (a SQLite file beside the embedded
+    engine's data) or ``momently.store.postgres.keys.PostgresKeyStore`` (every ingest
+    node of distributed mode reads the one table)."""
+
+    def create(
+        self,
+        kind: str,
+        *,
+        now_ms: int,
+        scopes: Iterable[str] = (),
+        source: str | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> tuple[Key, str]: ...
+
+    def list(self) -> list[Key]: ...
+
+    def revoke(self, key_id: str, *, now_ms: int) -> Key: ...
+
+    def find(self, token: str) -> Key | None: ...
+
+    def close(self) -> None: ...
 
 
 class KeyStore:

@@ -228,20 +228,19 @@ def worker_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_log(settings: Any, log_url: str) -> int:
-    """``momently serve --log nats://…``: a stateless ingest node in front of the log;
-    with ``--store`` naming the workers' partition stores (``{partition}``) it answers
-    the admin API's reads from them too, and the privacy routes (with the workers'
-    outbox from ``MOMENTLY_OUTBOX``, the URL of their ``--outbox``, for deliveries)."""
-    import uvicorn
-
+def ingest_node(settings: Any, log_url: str) -> Any:
+    """The app ``momently serve --log nats://…`` runs: a stateless ingest node in front of
+    the log; with ``--store`` naming the workers' partition stores (``{partition}``) it
+    answers the admin API's reads from them too, and the privacy routes (with the
+    workers' outbox from ``MOMENTLY_OUTBOX``, the URL of their ``--outbox``, for
+    deliveries). A PostgreSQL ``--store`` also holds the key table of ``momently keys
+    --store`` (:mod:`momently.store.postgres.keys`): every node accepts those keys."""
     from momently.distributed.admin import Partitions
     from momently.distributed.log import LogSettings
     from momently.distributed.retention import with_retention
     from momently.distributed.web import ingest_app
     from momently.errors import ConfigError
     from momently.moments.playbook import load_playbook
-    from momently.web.live import StreamClosingServer
 
     if not settings.write_keys:
         raise ConfigError("no write key: pass --write-key KEY or set MOMENTLY_WRITE_KEYS")
@@ -249,19 +248,35 @@ def serve_log(settings: Any, log_url: str) -> int:
     log = with_retention(LogSettings.from_url(log_url), settings.retention_days)
     reads = None
     outbox = None
+    keys = None
     if settings.store:
         moments = settings.moment_store or moments_url_for(settings.store)
         reads = Partitions(log, settings.store, moments)
         if os.environ.get("MOMENTLY_OUTBOX"):
             outbox = open_outbox(os.environ["MOMENTLY_OUTBOX"])
-    app = ingest_app(
+        if settings.store.startswith(("postgresql:", "postgres:")):
+            from momently.store.postgres.keys import PostgresKeyStore, key_table_url
+
+            keys = PostgresKeyStore(key_table_url(settings.store))
+    return ingest_app(
         log,
         settings.write_keys,
         admin_key=settings.admin_key,
         reads=reads,
         playbook=load_playbook(settings.playbook),
         outbox=outbox,
+        keys=keys,
+        rate_limit=settings.rate_limit,
     )
+
+
+def serve_log(settings: Any, log_url: str) -> int:
+    """``momently serve --log nats://…``: :func:`ingest_node`, served until SIGTERM."""
+    import uvicorn
+
+    from momently.web.live import StreamClosingServer
+
+    app = ingest_node(settings, log_url)
     print(f"momently ingest node on http://{settings.host}:{settings.port} → {log_url}", flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from momently import __version__
+from momently.auth.keys import KeyTable
 from momently.clock import SystemClock
 from momently.deliver.channels.inapp import InAppHub
 from momently.deliver.inapp_routes import inapp_router
@@ -42,9 +43,9 @@ from momently.distributed.views import PartitionedMoments, PartitionedStore
 from momently.distributed.worker import Worker
 from momently.distributed.world import world_router
 from momently.engine import IngestResult
-from momently.errors import InvalidInput, Unavailable, error_body
+from momently.errors import InvalidInput, RateLimited, Unavailable, error_body
 from momently.events import Event
-from momently.ingest.http import BATCH_PATHS, TrackingAPI, WriteKeys, json_response
+from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
 from momently.metrics import Metrics
 from momently.moments.playbook import Playbook, load_playbook
 from momently.privacy.consent import cancel_unsubscribed
@@ -54,7 +55,7 @@ from momently.runtime.delivery import Delivery, Ingest, Routes, tracking_secret
 from momently.runtime.writer import Writer
 from momently.store.memory import MemoryStore
 from momently.types import MomentStore, Store
-from momently.web.auth import Access
+from momently.web.auth import Access, KeyedWriteKeys
 from momently.web.dashboard import dashboard_router
 from momently.web.deliveries_api import deliveries_router
 from momently.web.live import LiveFeed, live_router
@@ -166,6 +167,16 @@ def _errors(app: FastAPI, metrics: Metrics) -> None:
             metrics.rejected.labels(type(error).__name__).inc()
         return json_response(error.to_json(), error.status)
 
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, error: RateLimited) -> Response:
+        # A key over its limit (Access): as the embedded server answers it.
+        metrics.requests.labels(request.url.path, "429").inc()
+        return json_response(
+            error_body("RateLimited", str(error)),
+            429,
+            headers={"Retry-After": str(error.retry_after)},
+        )
+
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> Response:
         metrics.requests.labels(request.url.path, "503").inc()
@@ -194,13 +205,13 @@ def _errors(app: FastAPI, metrics: Metrics) -> None:
 
 
 def _store_errors(app: FastAPI) -> None:
-    """A partition store that does not answer (PostgreSQL restarting, SQLite busy) is a
-    503 to retry, not a 500."""
+    """A partition store or the key table that does not answer (PostgreSQL restarting,
+    SQLite busy) is a 503 to retry, not a 500."""
 
     async def unavailable(request: Request, error: Exception) -> Response:
-        log.warning("admin read failed: %s", error)
+        log.warning("a store read failed: %s", error)
         return json_response(
-            error_body("Unavailable", "a partition store did not answer; retry"),
+            error_body("Unavailable", "a store did not answer; retry"),
             503,
             headers={"Retry-After": "1"},
         )
@@ -223,6 +234,8 @@ def ingest_app(
     outbox: OutboxStore | None = None,
     privacy_key: bytes | None = None,
     tracking_key: bytes | None = None,
+    keys: KeyTable | None = None,
+    rate_limit: float | None = None,
 ) -> FastAPI:
     """A stateless ingest node: validate, append to JetStream, answer after the acks.
 
@@ -237,6 +250,12 @@ def ingest_app(
     moments and decisions, :mod:`momently.distributed.live`) and the tracking
     links' ``/t/*`` routes, whose tokens the workers sign with ``tracking_key``
     (default ``MOMENTLY_TRACKING_SECRET``: the same on every worker and node).
+
+    Keys as the embedded server's (:class:`momently.web.auth.Access`): the configured
+    ``write_keys`` and ``admin_key``, and the created keys of ``keys`` (the key table
+    in PostgreSQL that every node reads, :mod:`momently.store.postgres.keys`), with
+    their scopes, sources and rate limits; ``rate_limit`` (requests per second) is
+    the limit of every key without one of its own. The node closes ``keys``.
     """
     live = LiveFeed()
     writer = LogWriter(live)
@@ -291,13 +310,16 @@ def ingest_app(
                     await asyncio.to_thread(reads.close)
                 if outbox is not None:
                     await asyncio.to_thread(outbox.close)
+                await asyncio.to_thread(access.close)  # the key table's connections
 
     app = FastAPI(title="momently ingest", version=__version__, lifespan=lifespan)
     app.state.writer = writer
     app.state.live = live
     app.state.hub = hub
-    app.state.access = access = Access(admin_key=admin_key)
-    tracking = TrackingAPI(writer, WriteKeys(tuple(write_keys)), SystemClock(), metrics)
+    app.state.access = access = Access(
+        admin_key=admin_key, write_keys=tuple(write_keys), store=keys, clock=clock, rate=rate_limit
+    )
+    tracking = TrackingAPI(writer, KeyedWriteKeys(access), SystemClock(), metrics)
     _errors(app, metrics)
 
     @app.get("/healthz", include_in_schema=False)
@@ -338,6 +360,7 @@ def ingest_app(
                 access,
             )
         )
+    if reads is not None or keys is not None:
         _store_errors(app)
     if privacy is not None:
         app.include_router(distributed_privacy_router(privacy, handle, SystemClock()))

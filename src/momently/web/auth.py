@@ -36,7 +36,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from momently.auth.keys import FILE, SCOPES, KeyStore
+from momently.auth.keys import FILE, SCOPES, KeyStore, KeyTable
 from momently.auth.ratelimit import RateLimiter
 from momently.clock import Clock, SystemClock
 from momently.config import Settings
@@ -87,7 +87,7 @@ class Access:
         *,
         admin_key: str | None = None,
         write_keys: tuple[str, ...] = (),
-        store: KeyStore | None = None,
+        store: KeyTable | None = None,
         clock: Clock | None = None,
         rate: float | None = None,
         burst: int | None = None,

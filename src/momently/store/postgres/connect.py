@@ -113,11 +113,14 @@ class SchemaPool:
         self._set_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A connection on the store's schema; ``timeout``: the most seconds to wait for
+        one (default the pool's 30), then ``psycopg_pool.PoolTimeout`` (an
+        ``OperationalError``)."""
         shared = self._shared
         if shared is None:
             raise psycopg.OperationalError("the store is closed")
-        with shared.pool.connection() as conn:
+        with shared.pool.connection(timeout=timeout) as conn:
             if shared.schemas.get(conn) != self.schema:
                 # Session-wide (autocommit): it holds until another schema's checkout.
                 # Prepared statements are re-planned by the server when it changes.

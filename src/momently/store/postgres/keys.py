@@ -1,0 +1,158 @@
+"""The API key table in PostgreSQL: the keys every ingest node of distributed mode accepts.
+
+The same keys as the embedded engine's (:mod:`momently.auth.keys`: write keys per
+source, admin keys with scopes and rate limits, the token kept only as its SHA-256
+digest), in one table that every ingest node reads, so a key created or revoked
+with ``momently keys … --store postgresql://…`` holds on every node at its next
+request. Nothing is cached: each lookup is one indexed query (a fraction of a
+millisecond on loopback), made only for a token that is not one of the node's
+configured keys, so a revocation can never be outlived by a node's cache.
+
+**Where the table lives** (:func:`key_table_url`). The URL given is the one the
+ingest nodes take as ``--store``: the partitions' template, a schema per
+partition (``?schema=p{partition}``). The key table is in that database, in the
+schema the template names with ``{partition}`` replaced by ``keys``
+(``p{partition}`` → ``pkeys``), beside the partitions' schemas and never one of
+them (a partition's is a number); two installations sharing a database with
+their own prefixes have their own key tables. A URL without ``{partition}``
+names the key schema itself. Migrations run there as in every schema (the
+other tables stay empty there, as ``api_keys`` stays empty in a partition's).
+
+A lookup waits at most :data:`FIND_TIMEOUT_S` for a connection: the tracking
+API checks write keys on the event loop (as the embedded server does with its
+SQLite table), so a PostgreSQL that does not answer must hold it briefly; the
+``psycopg.OperationalError`` is the node's 503 to retry.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Final, cast
+
+from momently.auth.keys import MAX_TOKEN, Key, Kind, check_key_args, digest, new_token
+from momently.errors import ConfigError
+from momently.store.postgres.connect import open_pool
+
+_COLUMNS: Final = "id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
+KEY_SCHEMA: Final = "keys"  # what {partition} becomes in the key table's schema name
+FIND_TIMEOUT_S: Final = 2.0
+
+
+def key_table_url(store_url: str) -> str:
+    """The key table's URL for the partitions' store URL (module docstring).
+
+    >>> key_table_url("postgresql://db/momently?schema=p{partition}")
+    'postgresql://db/momently?schema=pkeys'
+    >>> key_table_url("postgresql://db/momently?schema=shop_keys")
+    'postgresql://db/momently?schema=shop_keys'
+    """
+    if not store_url.startswith(("postgresql:", "postgres:")):
+        raise ConfigError(f"the key table needs a postgresql:// store URL, not {store_url!r}")
+    return store_url.replace("{partition}", KEY_SCHEMA)
+
+
+def _key(row: tuple[object, ...]) -> Key:
+    id_, kind, scopes, source, hint, rate, burst, created, revoked = row
+    return Key(
+        id=str(id_),
+        kind=cast(Kind, kind),
+        scopes=frozenset(str(scopes).split()) if scopes else frozenset(),
+        source=None if source is None else str(source),
+        hint=str(hint),
+        created_ms=cast(int, created),
+        revoked_ms=cast("int | None", revoked),
+        rate=cast("float | None", rate),
+        burst=cast("int | None", burst),
+    )
+
+
+class PostgresKeyStore:
+    """:class:`momently.auth.keys.KeyTable` on PostgreSQL (module docstring); ``url`` is
+    the key table's own (:func:`key_table_url` gives it from the partitions')."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool, target = open_pool(url, name="momently-keys")
+        self.schema = target.schema
+
+    def create(
+        self,
+        kind: str,
+        *,
+        now_ms: int,
+        scopes: Iterable[str] = (),
+        source: str | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> tuple[Key, str]:
+        """A new key and its token; the token is not kept and cannot be shown again."""
+        granted = check_key_args(kind, scopes, source, rate, burst)
+        token = new_token(cast(Kind, kind))
+        key = Key(
+            id="key_" + secrets.token_hex(6),
+            kind=cast(Kind, kind),
+            scopes=granted,
+            source=source,
+            hint=token[:9],
+            created_ms=now_ms,
+            rate=rate,
+            burst=burst,
+        )
+        with self._pool.connection() as conn:
+            conn.execute(
+                f"INSERT INTO api_keys ({_COLUMNS}, digest)"  # noqa: S608 - constant columns
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    key.id, key.kind, " ".join(sorted(granted)), source, key.hint, rate, burst,
+                    now_ms, None, digest(token),
+                ),
+            )  # fmt: skip
+        return key, token
+
+    def list(self) -> list[Key]:
+        """Every key, revoked ones included, oldest first."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
+            ).fetchall()
+        return [_key(row) for row in rows]
+
+    def revoke(self, key_id: str, *, now_ms: int) -> Key:
+        """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE api_keys SET revoked_ms = %s WHERE id = %s AND revoked_ms IS NULL",
+                (now_ms, key_id),
+            )
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s",  # noqa: S608
+                (key_id,),
+            ).fetchone()
+        if row is None:
+            raise ConfigError(f"no key {key_id!r}: `momently keys list` shows the ids")
+        return _key(row)
+
+    def find(self, token: str) -> Key | None:
+        """The active key behind ``token``, or None."""
+        if not token or len(token) > MAX_TOKEN:
+            return None
+        with self._pool.connection(timeout=FIND_TIMEOUT_S) as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys"  # noqa: S608
+                " WHERE digest = %s AND revoked_ms IS NULL",
+                (digest(token),),
+            ).fetchone()
+        return None if row is None else _key(row)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresKeyStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
