@@ -14,8 +14,10 @@
 
 Run ``python benchmarks/bench_simulate.py [--quick] [--customers N] [--days D]
 [--compare-customers N] [--truth] [--momently] [--report report.html]``
-(``--momently`` adds the engine itself: slow, see the README). Without flags it
-is the full run: 100,000 customers over 30 days.
+(``--momently`` adds the engine itself: slow, see the README; it runs on the
+window stores of :mod:`momently.simulate.window`, which make the same decisions
+and forget the log behind the engine at each simulated day's end). Without flags
+it is the full run: 100,000 customers over 30 days.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def compare(
     took: list[float] = []
     policies: list[Policy | str] = [BatchAndBlast(), EventTriggers()]
     if engine:
-        policies.append(EnginePolicy())
+        policies.append(EnginePolicy(window=True))
     if truth:
         policies = [NoMessages(), *policies, "oracle"]
     for policy in policies:

@@ -73,94 +73,151 @@ def run_policy(
     confidence: float = 0.95,
 ) -> RunResult:
     """Run ``policy`` on ``world`` for ``days`` of simulated time from where the world is."""
-    if days < 1 or tick_ms < 1:
-        raise ValueError("days and tick_ms must be positive")
-    if not 0.0 <= holdout <= 1.0:
-        raise ValueError("holdout must be a share between 0 and 1")
-    people = world.population
-    held = np.fromiter((in_holdout(c.user_id, holdout, salt) for c in people), bool, len(people))
-    start = world.now_ms
-    end = start + days * DAY
-    refused: Counter[str] = Counter()
-    counts = Counter[str]()
-    queue: list[tuple[int, int, Send]] = []
+    run = Run(policy, world, days=days, holdout=holdout, tick_ms=tick_ms, salt=salt)
+    while not run.done:
+        run.advance_day()
+    return run.result(confidence)
 
-    still_wanted: Callable[[Send], bool] | None = getattr(policy, "still_wanted", None)
-    delivered: Callable[[Send, Response], None] | None = getattr(policy, "on_delivered", None)
 
-    def deliver(send: Send) -> None:
-        index = people.index_of(send.customer)
+class Run:
+    """One policy on one world, a simulated day at a time (see :func:`run_policy`).
+
+    :meth:`advance_day` runs the next day and :meth:`result` gives the outcome so far,
+    so two policies can be stepped side by side (``tests/simulate/test_window.py``).
+    At the end of each day a policy with ``compact(now_ms)`` is asked to forget what it
+    no longer needs (the engine's log behind its stage, with ``window=True``).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        world: World,
+        *,
+        days: int,
+        holdout: float = 0.1,
+        tick_ms: int = 15 * MINUTE,
+        salt: str = "global",
+    ) -> None:
+        if days < 1 or tick_ms < 1:
+            raise ValueError("days and tick_ms must be positive")
+        if not 0.0 <= holdout <= 1.0:
+            raise ValueError("holdout must be a share between 0 and 1")
+        self.policy = policy
+        self.world = world
+        self.days = days
+        self.holdout = holdout
+        self.tick_ms = tick_ms
+        people = world.population
+        self.held = np.fromiter(
+            (in_holdout(c.user_id, holdout, salt) for c in people), bool, len(people)
+        )
+        self.start = world.now_ms
+        self.end = self.start + days * DAY
+        self.refused: Counter[str] = Counter()
+        self.counts = Counter[str]()
+        self.queue: list[tuple[int, int, Send]] = []
+        self.next_tick = self.start + tick_ms
+        self.happened = world.emitted
+        self.seen = 0
+        self.days_done = 0  # whole simulated days run so far
+
+    @property
+    def done(self) -> bool:
+        return self.days_done >= self.days
+
+    def _deliver(self, send: Send) -> None:
+        policy, refused = self.policy, self.refused
+        index = self.world.population.index_of(send.customer)
+        still_wanted: Callable[[Send], bool] | None = getattr(policy, "still_wanted", None)
         if index is None:
             refused["unknown customer"] += 1
         elif still_wanted is not None and not still_wanted(send):
             refused["withdrawn"] += 1
-        elif held[index]:
-            counts["held_out"] += 1
+        elif self.held[index]:
+            self.counts["held_out"] += 1
         else:
-            answer = world.deliver(send)
+            answer = self.world.deliver(send)
             if not answer.delivered:
                 refused[answer.reason] += 1
+            delivered: Callable[[Send, Response], None] | None = getattr(
+                policy, "on_delivered", None
+            )
             if delivered is not None:
                 delivered(send, answer)
 
-    def take(sends: Sequence[Send], now: int) -> None:
+    def _take(self, sends: Sequence[Send], now: int) -> None:
+        counts, queue = self.counts, self.queue
         for send in sends:
             counts["requested"] += 1
             if send.send_at <= now:
-                deliver(send)
+                self._deliver(send)
             else:
                 heapq.heappush(queue, (send.send_at, counts["requested"], send))
 
-    next_tick = start + tick_ms
-    wants: frozenset[str] | None = getattr(policy, "wants", None)
-    happened = world.emitted
-    seen = 0
-    while True:
-        boundary = min(next_tick, queue[0][0] if queue else end, end)
-        interrupted = False
-        for ms, message in world.timed_until(boundary, wants):
-            seen += 1
-            sends = policy.on_event(message)
-            if sends:
-                take(sends, ms)
-                if queue and queue[0][0] < boundary:
-                    interrupted = True  # a send is due sooner than we meant to stop
-                    break
-        if interrupted:
-            continue
-        if boundary >= end:
-            break
-        while queue and queue[0][0] <= boundary:
-            deliver(heapq.heappop(queue)[2])
-        if next_tick <= boundary:
-            take(policy.on_tick(next_tick), next_tick)
-            next_tick += tick_ms
-    tally = world.tally
-    orders, spend = tally.conversions.copy(), tally.revenue.copy()
-    converted = (orders > 0).astype(np.float64)
-    return RunResult(
-        policy=policy.name,
-        customers=len(people),
-        days=days,
-        holdout_share=holdout,
-        events=world.emitted - happened,
-        seen=seen,
-        requested=counts["requested"],
-        delivered=int(tally.messages.sum()),
-        held_out=counts["held_out"],
-        refused=dict(sorted(refused.items())),
-        conversions=int(orders.sum()),
-        revenue=float(spend.sum()),
-        attributed=int(tally.attributed.sum()),
-        opt_outs=int((tally.opted_out != 0).sum()),
-        conversion=lift(
-            "conversion rate", converted[~held], converted[held], confidence=confidence
-        ),
-        revenue_lift=lift("revenue per customer", spend[~held], spend[held], confidence=confidence),
-        held=held,
-        orders=orders,
-        spend=spend,
-    )
+    def advance_day(self) -> None:
+        """Run the next simulated day (events, due sends and ticks up to its end)."""
+        if self.done:
+            return
+        self.days_done += 1
+        stop = self.start + self.days_done * DAY
+        policy, world, queue, end = self.policy, self.world, self.queue, self.end
+        wants: frozenset[str] | None = getattr(policy, "wants", None)
+        while True:
+            boundary = min(self.next_tick, queue[0][0] if queue else end, end, stop)
+            interrupted = False
+            for ms, message in world.timed_until(boundary, wants):
+                self.seen += 1
+                sends = policy.on_event(message)
+                if sends:
+                    self._take(sends, ms)
+                    if queue and queue[0][0] < boundary:
+                        interrupted = True  # a send is due sooner than we meant to stop
+                        break
+            if interrupted:
+                continue
+            if boundary >= end or boundary >= stop:
+                break
+            while queue and queue[0][0] <= boundary:
+                self._deliver(heapq.heappop(queue)[2])
+            if self.next_tick <= boundary:
+                self._take(policy.on_tick(self.next_tick), self.next_tick)
+                self.next_tick += self.tick_ms
+        compact: Callable[[int], None] | None = getattr(policy, "compact", None)
+        if compact is not None:
+            compact(stop)
+
+    def result(self, confidence: float = 0.95) -> RunResult:
+        """The outcome so far (the run's, once :attr:`done`)."""
+        world, held = self.world, self.held
+        tally = world.tally
+        orders, spend = tally.conversions.copy(), tally.revenue.copy()
+        converted = (orders > 0).astype(np.float64)
+        counts = self.counts
+        return RunResult(
+            policy=self.policy.name,
+            customers=len(world.population),
+            days=self.days,
+            holdout_share=self.holdout,
+            events=world.emitted - self.happened,
+            seen=self.seen,
+            requested=counts["requested"],
+            delivered=int(tally.messages.sum()),
+            held_out=counts["held_out"],
+            refused=dict(sorted(self.refused.items())),
+            conversions=int(orders.sum()),
+            revenue=float(spend.sum()),
+            attributed=int(tally.attributed.sum()),
+            opt_outs=int((tally.opted_out != 0).sum()),
+            conversion=lift(
+                "conversion rate", converted[~held], converted[held], confidence=confidence
+            ),
+            revenue_lift=lift(
+                "revenue per customer", spend[~held], spend[held], confidence=confidence
+            ),
+            held=held,
+            orders=orders,
+            spend=spend,
+        )
 
 
 def compare(

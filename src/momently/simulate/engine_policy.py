@@ -41,6 +41,7 @@ from momently.simulate.needs import NEEDS
 from momently.simulate.respond import Response, Send
 from momently.simulate.simtime import iso
 from momently.simulate.types import Message
+from momently.simulate.window import WindowMomentStore, WindowStore
 from momently.store.memory import MemoryStore
 from momently.store.moments_memory import MemoryMomentStore
 
@@ -113,18 +114,27 @@ class EnginePolicy:
 
     name = "momently"
 
-    def __init__(self, playbook: Playbook | None = None, *, batch_ms: int = BATCH_MS) -> None:
+    def __init__(
+        self, playbook: Playbook | None = None, *, batch_ms: int = BATCH_MS, window: bool = False
+    ) -> None:
+        """``window``: keep only the log ahead of the stage and recent decisions
+        (:mod:`momently.simulate.window`, forgotten at each simulated day's end), for
+        runs too large for memory; the decisions are the same as without."""
         self.batch_ms = batch_ms
         self._batch: list[Event] = []
         self._batch_start = 0
         self.playbook = without_holdouts(playbook or with_catalogue(load_playbook()))
         self.kinds = {c.name: c.kind for c in self.playbook.decide.channels}
         self.clock = FakeClock(0)
-        self.store = MemoryStore()
+        self.window = window
+        self.store: MemoryStore = WindowStore() if window else MemoryStore()
+        self.moment_store: MemoryMomentStore = (
+            WindowMomentStore() if window else MemoryMomentStore()
+        )
         self.engine = Engine(self.store)
         self.stage = MomentStage(
             self.store,
-            MemoryMomentStore(),
+            self.moment_store,
             MomentDetector(self.playbook),
             self.clock,
             on_decisions=self._decided,
@@ -137,6 +147,9 @@ class EnginePolicy:
 
     def _user(self, customer_id: str) -> str | None:
         canonical = self.store.canonical(customer_id) or customer_id
+        profile = self.store.profile(canonical)
+        if profile is not None and profile.user_id is not None:
+            return profile.user_id  # the store's identities are a scan of every customer's
         return next((v for k, v in self.store.identities(canonical) if k == "user_id"), None)
 
     def _decided(self, decided: Decided) -> None:
@@ -228,6 +241,14 @@ class EnginePolicy:
             return True
         decision = self.stage.moments.decision(send.decision_id)
         return decision is None or decision.status != "cancelled"
+
+    def compact(self, now_ms: int) -> None:
+        """With ``window``: forget the log behind the stage and the decisions done
+        with (the harness calls it at each simulated day's end); otherwise nothing."""
+        if isinstance(self.store, WindowStore):
+            self.store.forget_before(self.stage.position)
+        if isinstance(self.moment_store, WindowMomentStore):
+            self.moment_store.forget_before(now_ms)
 
     def on_tick(self, now_ms: int) -> Sequence[Send]:
         sends = self.flush()
