@@ -31,6 +31,7 @@ from momently.deliver.tracking import TokenSigner, TrackingLinks
 from momently.distributed.admin import Partitions
 from momently.distributed.command import moments_url_for, open_outbox
 from momently.distributed.deliver import WorkerDelivery
+from momently.distributed.deliveries import answer_deliveries
 from momently.distributed.inapp import InAppRelay
 from momently.distributed.live import LiveRelay
 from momently.distributed.log import EventLog, LogSettings
@@ -156,13 +157,15 @@ def attach(
     relay: LiveRelay, hub: InAppRelay, delivery: WorkerDelivery, owner: list[Worker]
 ) -> Callable[[EventLog], None]:
     """The worker's ``on_start``, as momently worker's: the live and in-app relays, the
-    sender's outcome events and the prediction requests get the worker's connection."""
+    sender's outcome events, the prediction, model and counter requests get the
+    worker's connection."""
 
     def on_start(log: EventLog) -> None:
         relay.attach(log.client)
         hub.attach(log.client)
         answer_predictions(owner[0], log)
         answer_models(owner[0], log)
+        answer_deliveries(owner[0], log, delivery.counters)
         delivery.attach(log)
 
     return on_start

@@ -24,6 +24,8 @@ from momently.config import Settings
 from momently.deliver.tracking import TokenSigner
 from momently.distributed.admin import Partitions
 from momently.distributed.command import worker_links
+from momently.distributed.deliveries import merge_counters
+from momently.distributed.deliveries import rpc_subject as counters_subject
 from momently.distributed.gather import gather
 from momently.distributed.log import LogSettings
 from momently.distributed.models import rpc_subject
@@ -316,3 +318,64 @@ def test_the_ingest_nodes_models_are_the_sums_of_the_partitions(
     touchpoints = {m["name"]: m for m in models}["next_touchpoint"]
     assert touchpoints["updates"] >= 6 * 9  # every browser's nine events, learned
     assert touchpoints["metrics"]["labels"] >= 6 * 2  # one transition in four scored
+
+
+def worker_counters(nats: NatsServer, server: DistributedServer) -> tuple[dict[str, Any], int]:
+    """The two workers' counters, asked of them directly (as the node asks), added; and
+    how many answered."""
+
+    async def ask() -> tuple[dict[str, Any], int]:
+        client = await nats_client.connect(f"nats://{nats.address}")
+        try:
+            found = await gather(client, counters_subject(server.stream), server.partitions, 10.0)
+        finally:
+            await client.close()
+        assert not found.missing, found.missing
+        return merge_counters(found.answers), len(found.answers)
+
+    return asyncio.run(ask())
+
+
+def test_the_ingest_nodes_delivery_stats_add_the_workers_counters(
+    cluster: DistributedServer, nats_server: NatsServer
+) -> None:
+    now = datetime.now(UTC)
+    users = [f"grumbler-{n}" for n in range(6)]
+    post(cluster, [
+        message
+        for n, user in enumerate(users)
+        for message in (
+            {"type": "track", "userId": user, "event": "Application Opened",
+             "messageId": f"{user}-open", "timestamp": iso(now - timedelta(minutes=2)),
+             "context": device(user)},
+            {"type": "track", "userId": user, "event": "Support Message",
+             "messageId": f"{user}-complaint", "timestamp": iso(now - timedelta(seconds=n)),
+             "context": device(user),
+             "properties": {"text": "this is terrible, my order is late again!!"}},
+        )
+    ])  # fmt: skip
+    deadline = time.monotonic() + 90
+    with httpx.Client(base_url=cluster.url, headers=cluster.admin, timeout=30) as admin:
+        while True:  # until a send is out and no sender is mid-send: polled, with a deadline
+            before, _ = worker_counters(nats_server, cluster)
+            answer = admin.get("/api/deliveries/stats")
+            after, answered = worker_counters(nats_server, cluster)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["X-Momently-Workers-Answered"] == str(answered) == "2"
+            assert answer.headers["X-Momently-Partitions-Answered"] == f"{cluster.partitions}/9"
+            assert "X-Momently-Partitions-Missing" not in answer.headers
+            body = answer.json()
+            # Counters only grow: the node's sums lie between those asked just before
+            # and just after it, whatever the senders did meanwhile.
+            for name in set(before["counts"]) | set(after["counts"]) | set(body["counts"]):
+                found = body["counts"].get(name, 0)
+                assert before["counts"].get(name, 0) <= found <= after["counts"].get(name, 0)
+            for name in ("passes", "errors"):
+                assert before["worker"][name] <= body["worker"][name] <= after["worker"][name]
+            sent = body["outbox"]["sent"]
+            if sent >= 1 and before == after and body["counts"].get("outcome.sent") == sent:
+                break  # every send in the shared outbox counted once, by its sender
+            assert time.monotonic() < deadline, (body, before, after)
+            time.sleep(0.1)
+    assert body["counts"]["submitted"] >= 1
+    assert body["worker"]["passes"] >= 2  # the senders have run

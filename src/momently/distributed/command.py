@@ -136,6 +136,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.clock import SystemClock
     from momently.distributed.admin import Partitions
     from momently.distributed.deliver import WorkerDelivery
+    from momently.distributed.deliveries import answer_deliveries
     from momently.distributed.inapp import InAppRelay
     from momently.distributed.live import LiveRelay
     from momently.distributed.log import EventLog, LogSettings
@@ -196,6 +197,8 @@ def worker_command(args: argparse.Namespace) -> int:
         hub.attach(found.client)
         answer_predictions(worker, found)  # the ingest nodes' per-customer predictions
         answer_models(worker, found)  # ... and their GET /api/models
+        # ... and the senders' counters of their GET /api/deliveries/stats
+        answer_deliveries(worker, found, delivery.counters if delivery is not None else None)
         if delivery is not None:
             delivery.attach(found)
 

@@ -26,9 +26,10 @@ message carries signed click, open and unsubscribe links to an ingest node's
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from momently.clock import Clock
 from momently.deliver.channels.inapp import InAppHub
@@ -126,6 +127,8 @@ class WorkerDelivery:
             self.routes.routes = gate_routes(self.routes.routes, self.spec, view)
         # The sender claims entries and sends them; it reads no partition's log.
         self.sender = self._delivery(MemoryStore(), MemoryMomentStore())
+        # Every partition's submitter this process made (one per take), for its counters.
+        self._submitters: list[Delivery] = []
 
     def _delivery(self, store: Store, moments: MomentStore) -> Delivery:
         return Delivery(
@@ -142,6 +145,7 @@ class WorkerDelivery:
     def for_partition(self, store: Store, moments: MomentStore) -> Callable[[Decided], None]:
         """The partition stage's ``on_decisions``; first submits what a crash left out."""
         delivery = self._delivery(store, moments)
+        self._submitters.append(delivery)
         delivery.reconcile()
 
         def submit(decided: Decided) -> None:
@@ -159,6 +163,16 @@ class WorkerDelivery:
         writer = cast("Writer", LogSubmitter(log, asyncio.get_running_loop()))
         store = cast("Store", PartitionView(self._partitions))  # Ingest reads two methods
         self.sender.ingest = Ingest(writer, store, self.clock)
+
+    def counters(self) -> dict[str, Any]:
+        """The embedded ``/api/deliveries/stats``'s ``counts`` and ``worker`` for this
+        process: its sender's and every partition submitter's it made, added (each
+        counts since this process started, as the embedded server's do)."""
+        found = self.sender.counters()
+        counts: Counter[str] = Counter(found["counts"])
+        for submitter in list(self._submitters):
+            counts.update(submitter.counters()["counts"])
+        return {"counts": dict(counts), "worker": found["worker"]}
 
     def start(self) -> None:
         self.sender.start()

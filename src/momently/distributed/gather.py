@@ -7,7 +7,9 @@ collects the answers until the partitions they cover are every partition, or unt
 its deadline: the partitions then not covered are reported as missing (their owner is
 dead, or taking over, or slow), not an error. Each answer is a JSON object with the
 ``owner`` that sent it and the ``partitions`` it covers; a partition two answers cover
-(an owner and its successor, mid-takeover) counts from the first.
+(an owner and its successor, mid-takeover) counts from the first, and the second is
+kept with the partitions it adds (perhaps none): what each worker has of its own (its
+sender's counters) is then counted once per worker that answered in time.
 
 :func:`answer` is the workers' side: it subscribes to the subject on the worker's
 connection and replies with what ``build`` gives for the partitions it owns.
@@ -78,9 +80,8 @@ def _take(found: Gathered, msg: Msg, partitions: int) -> None:
     except (ValueError, KeyError, TypeError) as error:
         log.warning("dropped an answer that is not one: %s", error)
         return
+    # A takeover's second owner: only the partitions not covered yet are its.
     fresh = [p for p in covers if 0 <= p < partitions and p not in found.covered]
-    if not fresh and covers:
-        return  # all of it came already (a takeover's second owner)
     body["partitions"] = fresh
     index = len(found.answers)
     found.answers.append(body)

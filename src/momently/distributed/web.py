@@ -32,6 +32,7 @@ from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
 from momently.distributed.admin import Partitions, reads_router
 from momently.distributed.deliver import LogSubmitter, PartitionView
+from momently.distributed.deliveries import delivery_stats_router
 from momently.distributed.inapp import relay_inapp
 from momently.distributed.journeys import journeys_router
 from momently.distributed.live import relay_to
@@ -358,6 +359,12 @@ def ingest_app(
                 signer,
                 clock,
                 access,
+                stats=False,  # the senders' counters are the workers': asked of them
+            )
+        )
+        app.include_router(
+            delivery_stats_router(
+                feedback.delivery, lambda: writer.log, settings.partitions, access
             )
         )
     if reads is not None or keys is not None:

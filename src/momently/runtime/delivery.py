@@ -468,10 +468,14 @@ class Delivery:
 
     def stats(self) -> dict[str, Any]:
         """The outbox by state, and what happened on the way there."""
+        return {"outbox": self.outbox.store.counts(), **self.counters()}
+
+    def counters(self) -> dict[str, Any]:
+        """This process's own counters of :meth:`stats` (``counts``, ``worker``), without
+        the outbox (which distributed mode's workers share)."""
         with self._lock:
             counts = dict(self.counts)
         return {
-            "outbox": self.outbox.store.counts(),
             "counts": counts,
             "worker": {"passes": self.worker.passes, "errors": self.worker.errors},
         }

@@ -145,8 +145,12 @@ def deliveries_router(
     signer: TokenSigner,
     clock: Clock,
     admin_key: AdminAuth,
+    *,
+    stats: bool = True,
 ) -> APIRouter:
-    """Routes under ``/api`` for deliveries, previews, in-app tokens and lift."""
+    """Routes under ``/api`` for deliveries, previews, in-app tokens and lift; without
+    ``GET /api/deliveries/stats`` if not ``stats`` (an ingest node asks its workers:
+    :mod:`momently.distributed.deliveries`)."""
     router = APIRouter(
         tags=["deliveries"], dependencies=[Depends(admin_guard(admin_key))], responses=_ERRORS
     )
@@ -171,10 +175,12 @@ def deliveries_router(
         )
         return {"deliveries": [e.to_json() for e in found], "counts": outbox.store.counts()}
 
-    @router.get("/api/deliveries/stats")
-    def delivery_stats() -> dict[str, Any]:
-        """The outbox by state and what happened to decisions on their way out."""
-        return delivery.stats()
+    if stats:
+
+        @router.get("/api/deliveries/stats")
+        def delivery_stats() -> dict[str, Any]:
+            """The outbox by state and what happened to decisions on their way out."""
+            return delivery.stats()
 
     @router.post("/api/templates/preview", response_model=Preview)
     def preview_template(body: PreviewRequest) -> dict[str, Any]:
