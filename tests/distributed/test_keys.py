@@ -114,6 +114,9 @@ def node(install: str, log_url: Callable[..., str], tmp_path: Path) -> Iterator[
         data_dir=tmp_path, write_keys=(WRITE_KEY,), admin_key=ADMIN_KEY, store=install
     )
     with TestClient(ingest_node(settings, log_url(partitions=2))) as client:
+        access = client.app.state.access  # type: ignore[attr-defined]
+        assert isinstance(access, Access) and isinstance(access.store, PostgresKeyStore)
+        assert access.store.opened(60)  # opened in the background (a node never waits)
         yield client
 
 
@@ -144,7 +147,6 @@ def test_cli_keys_in_postgresql_hold_on_an_ingest_node(
     node: TestClient, install: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     access = node.app.state.access  # type: ignore[attr-defined]
-    assert isinstance(access, Access) and isinstance(access.store, PostgresKeyStore)
     assert access.store.schema == Target(key_table_url(install)).schema
     reader_line, reader = cli(capsys, "create", "--store", install, "--scope", "read")
     writer_line, writer = cli(
@@ -202,3 +204,22 @@ def test_the_cli_says_what_is_wrong_with_a_store(
     dead = "postgresql://nobody@127.0.0.1:1/momently?schema=p{partition}&connect_timeout=1"
     assert main(["keys", "list", "--store", dead]) == 2
     assert "could not open the key table" in capsys.readouterr().err
+
+
+def test_a_node_whose_postgresql_is_down_ingests_with_its_configured_keys(
+    log_url: Callable[..., str], tmp_path: Path
+) -> None:
+    dead = "postgresql://postgres@127.0.0.1:1/momently?schema=dead_p{partition}"
+    settings = Settings(data_dir=tmp_path, write_keys=(WRITE_KEY,), admin_key=ADMIN_KEY, store=dead)
+    with TestClient(ingest_node(settings, log_url(partitions=2))) as node:
+        access = node.app.state.access  # type: ignore[attr-defined]
+        assert not access.store.opened(30)  # tried, in the background, and failed
+        batch = {"batch": [{"type": "track", "event": "Product Viewed", "userId": "u1",
+                            "messageId": "d-1"}]}  # fmt: skip
+        assert node.post("/v1/batch", json=batch, auth=(WRITE_KEY, "")).status_code == 200
+        assert node.post("/api/live/token", headers=bearer(ADMIN_KEY)).status_code == 200
+        # A key only the table could know: a 503 to retry, never a 500 or a 401.
+        unknown = node.post("/v1/batch", json=batch, auth=("mk_w_" + "x" * 43, ""))
+        assert unknown.status_code == 503, unknown.text
+        assert unknown.headers["Retry-After"] == "1"
+        assert node.get("/api/stats", headers=bearer("mk_a_" + "x" * 43)).status_code == 503

@@ -260,7 +260,7 @@ def ingest_node(settings: Any, log_url: str) -> Any:
         if settings.store.startswith(("postgresql:", "postgres:")):
             from momently.store.postgres.keys import PostgresKeyStore, key_table_url
 
-            keys = PostgresKeyStore(key_table_url(settings.store))
+            keys = PostgresKeyStore(key_table_url(settings.store), lazy=True)
     return ingest_app(
         log,
         settings.write_keys,

@@ -18,26 +18,35 @@ their own prefixes have their own key tables. A URL without ``{partition}``
 names the key schema itself. Migrations run there as in every schema (the
 other tables stay empty there, as ``api_keys`` stays empty in a partition's).
 
-A lookup waits at most :data:`FIND_TIMEOUT_S` for a connection: the tracking
-API checks write keys on the event loop (as the embedded server does with its
-SQLite table), so a PostgreSQL that does not answer must hold it briefly; the
+An ingest node opens the table in a thread of its own (``lazy``), so that its
+configured keys, and ingestion with them, never wait for PostgreSQL. A lookup
+waits at most :data:`FIND_TIMEOUT_S` for a connection: the tracking API checks
+write keys on the event loop (as the embedded server does with its SQLite
+table), so a PostgreSQL that does not answer must hold it briefly; the
 ``psycopg.OperationalError`` is the node's 503 to retry.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Final, cast
 
+import psycopg
+
 from momently.auth.keys import MAX_TOKEN, Key, Kind, check_key_args, digest, new_token
 from momently.errors import ConfigError
-from momently.store.postgres.connect import open_pool
+from momently.store.postgres.connect import SchemaPool, Target, open_pool
 
 _COLUMNS: Final = "id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
 KEY_SCHEMA: Final = "keys"  # what {partition} becomes in the key table's schema name
 FIND_TIMEOUT_S: Final = 2.0
+RETRY_S: Final = 1.0  # a lazy table that could not open is tried again after this
+log = logging.getLogger(__name__)
 
 
 def key_table_url(store_url: str) -> str:
@@ -72,10 +81,64 @@ class PostgresKeyStore:
     """:class:`momently.auth.keys.KeyTable` on PostgreSQL (module docstring); ``url`` is
     the key table's own (:func:`key_table_url` gives it from the partitions')."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lazy: bool = False) -> None:
+        """Open the table now, or with ``lazy`` in a thread of its own (an ingest node:
+        its configured keys, and ingestion with them, never wait for PostgreSQL). Until
+        it is open a use waits at most :data:`FIND_TIMEOUT_S`, then is
+        ``psycopg.OperationalError``; a failed open is tried again, in the background,
+        at a use :data:`RETRY_S` after it began."""
         self.url = url
-        self._pool, target = open_pool(url, name="momently-keys")
-        self.schema = target.schema
+        self.schema = Target(url).schema  # a bad URL fails here, at start
+        self._lock = threading.Lock()
+        self._opened: SchemaPool | None = None
+        self._closed = False
+        self._done = threading.Event()  # the latest attempt to open has ended
+        self._began = time.monotonic()
+        if lazy:
+            self._start()
+        else:
+            self._opened, _ = open_pool(url, name="momently-keys")
+            self._done.set()
+
+    def _start(self) -> None:
+        self._began = time.monotonic()
+        self._done.clear()
+        threading.Thread(target=self._open, name="momently-keys-open", daemon=True).start()
+
+    def _open(self) -> None:
+        try:
+            pool, _ = open_pool(self.url, name="momently-keys")
+        except Exception as error:  # psycopg's, yoyo's: logged, tried again at a later use
+            log.warning("could not open the key table (%s): %s", self.schema, error)
+        else:
+            with self._lock:
+                keep = not self._closed
+                if keep:
+                    self._opened = pool
+            if not keep:
+                pool.close()  # the table was closed meanwhile
+        finally:
+            self._done.set()
+
+    def _pool(self) -> SchemaPool:
+        with self._lock:
+            if self._opened is not None:
+                return self._opened
+            if self._closed:
+                raise psycopg.OperationalError("the key table is closed")
+            if self._done.is_set() and time.monotonic() - self._began >= RETRY_S:
+                self._start()
+            done = self._done
+        done.wait(FIND_TIMEOUT_S)
+        with self._lock:
+            if self._opened is not None:
+                return self._opened
+        raise psycopg.OperationalError("the key table's PostgreSQL did not answer; retry")
+
+    def opened(self, timeout_s: float) -> bool:
+        """Whether the table is open, waiting up to ``timeout_s`` for an open under way."""
+        self._done.wait(timeout_s)
+        return self._opened is not None
 
     def create(
         self,
@@ -100,7 +163,7 @@ class PostgresKeyStore:
             rate=rate,
             burst=burst,
         )
-        with self._pool.connection() as conn:
+        with self._pool().connection() as conn:
             conn.execute(
                 f"INSERT INTO api_keys ({_COLUMNS}, digest)"  # noqa: S608 - constant columns
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -113,7 +176,7 @@ class PostgresKeyStore:
 
     def list(self) -> list[Key]:
         """Every key, revoked ones included, oldest first."""
-        with self._pool.connection() as conn:
+        with self._pool().connection() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
             ).fetchall()
@@ -121,7 +184,7 @@ class PostgresKeyStore:
 
     def revoke(self, key_id: str, *, now_ms: int) -> Key:
         """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
-        with self._pool.connection() as conn:
+        with self._pool().connection() as conn:
             conn.execute(
                 "UPDATE api_keys SET revoked_ms = %s WHERE id = %s AND revoked_ms IS NULL",
                 (now_ms, key_id),
@@ -138,7 +201,7 @@ class PostgresKeyStore:
         """The active key behind ``token``, or None."""
         if not token or len(token) > MAX_TOKEN:
             return None
-        with self._pool.connection(timeout=FIND_TIMEOUT_S) as conn:
+        with self._pool().connection(timeout=FIND_TIMEOUT_S) as conn:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM api_keys"  # noqa: S608
                 " WHERE digest = %s AND revoked_ms IS NULL",
@@ -147,7 +210,11 @@ class PostgresKeyStore:
         return None if row is None else _key(row)
 
     def close(self) -> None:
-        self._pool.close()
+        with self._lock:
+            self._closed = True
+            opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()
 
     def __enter__(self) -> PostgresKeyStore:
         return self
