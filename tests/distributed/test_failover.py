@@ -4,12 +4,14 @@ every acknowledged event is processed once in effect, with no decision made twic
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -18,18 +20,20 @@ import pytest
 
 from momently.clock import FakeClock
 from momently.deliver.message import idempotency_key
-from momently.deliver.store_sqlite import SqliteOutboxStore
+from momently.distributed.command import open_outbox
 from momently.distributed.deliver import WorkerDelivery
 from momently.distributed.log import EventLog, LogSettings
 from momently.distributed.partition import subject
+from momently.distributed.shard import partition_url
 from momently.distributed.worker import Worker
 from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
-from momently.store.sqlite import SqliteStore
+from momently.store import open_store
 from tests.conftest import free_port
 from tests.distributed.scenario import HOUR, T0, embedded, events, outputs
 from tests.distributed.test_worker import _what, drain, settings
+from tests.postgres import DATABASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PARTITIONS = 4
@@ -137,85 +141,167 @@ def test_a_stalled_owner_is_fenced_and_its_partitions_move(
     asyncio.run(main())
 
 
-def _metric(port: int, name: str) -> float:
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
-    except httpx.HTTPError:
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")
+@dataclass(frozen=True)
+class Stores:
+    """Where the workers keep the partitions' state and their shared outbox (URLs, the
+    partitions' with ``{partition}``), as ``momently worker --store --moments --outbox``."""
+
+    store: str
+    moments: str
+    outbox: str
+
+    def events(self, partitions: int) -> list[int]:
+        """The events each partition's store holds."""
+        found = []
+        for p in range(partitions):
+            store = open_store(partition_url(self.store, p))
+            try:
+                found.append(store.stats()["events"])
+            finally:
+                store.close()
+        return found
+
+
+_schemas = itertools.count(1)
+
+
+def sqlite_stores(path: Path) -> Stores:
+    return Stores(
+        f"sqlite:///{path}/p{{partition}}.db?synchronous=OFF",
+        f"sqlite:///{path}/m{{partition}}.db?synchronous=OFF",
+        f"sqlite:///{path}/outbox.db",
     )
 
 
-def test_kill_9_a_worker_and_another_takes_over_exactly_once(
-    log_url: Callable[..., str], tmp_path: Path, detector: MomentDetector
+def postgres_stores(cluster: Cluster) -> Stores:
+    """A schema per partition (its log, state, moments and fence) and one for the outbox."""
+    n = next(_schemas)
+    base = cluster.url_for_database(DATABASE)
+    partition = f"{base}?schema=fo{n}p{{partition}}"
+    return Stores(partition, partition, f"{base}?schema=fo{n}outbox")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    if request.param == "sqlite":
+        return sqlite_stores(tmp_path)
+    return postgres_stores(request.getfixturevalue("postgres"))
+
+
+def start_worker(
+    url: str, stores: Stores, owner: str, port: int, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """A ``momently worker`` process with a shared outbox; its log in ``log``."""
+    with log.open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "momently.cli", "worker", "--log", url,
+             "--store", stores.store, "--moments", stores.moments, "--outbox", stores.outbox,
+             "--owner", owner, "--lease-ttl-ms", str(TTL_MS), "--port", str(port), *extra],
+            stdout=subprocess.DEVNULL, stderr=err, env={**os.environ},
+        )  # fmt: skip
+
+
+def metrics(port: int) -> dict[str, float]:
+    """A worker's /metrics, sample (name and labels) -> value; empty if it does not answer."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    return {
+        sample: float(value)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+        for sample, value in [line.rsplit(" ", 1)]
+    }
+
+
+def total(found: dict[str, float], name: str) -> float:
+    """A metric added over its labels."""
+    return sum(v for sample, v in found.items() if sample.startswith(name + "{"))
+
+
+def take_over(
+    url: str,
+    tmp_path: Path,
+    stores: Stores,
+    detector: MomentDetector,
+    batch: list[Event],
+    start: int,
+    *,
+    held: bool,
 ) -> None:
-    # Events of the last minutes: the worker runs on the wall clock, and no timer
-    # (an hour's absence) may fall due while the events go in, as in the embedded run.
+    """An heir worker on the same stores and outbox takes every partition (after the
+    leases run out by its clock if ``held``: the former owners died holding them), applies
+    what is left, fires every timer; then each event is stored once, the moments and
+    decisions are the embedded mode's, and every send decided is in the outbox once."""
+    clock = FakeClock(time.time_ns() // 1_000_000)
+    outbox = open_outbox(stores.outbox)
+    delivery = WorkerDelivery(load_playbook(), outbox, clock)
+
+    async def main() -> None:
+        heir = replace(
+            settings(url, tmp_path, "heir", tuple(range(PARTITIONS))),
+            store_url=stores.store,
+            moments_url=stores.moments,
+        )
+        w = Worker(heir, detector, clock, deliver=delivery.for_partition)
+        await w.start()
+        try:
+            await w.balance()
+            if held:
+                assert not w.shards  # the dead worker's leases still run
+                clock.advance(TTL_MS + 1)
+            else:
+                assert sorted(w.shards) == list(range(PARTITIONS))  # released on SIGTERM
+            await finish(w, url)
+            clock.set(max(e.timestamp_ms for e in batch) + 3 * HOUR)
+            for shard in w.shards.values():
+                shard.tick()
+            check(tmp_path, detector, batch, w, start)
+            # Every send decided is in the outbox once: the former owners' submits, the
+            # heir's replayed ones and its reconcile at takeover all fell on one key each.
+            _, decisions = outputs([s.moments for s in w.shards.values()])
+            sends = [
+                d for d in decisions
+                if d.action in ("send", "schedule") and d.holdout is None
+                and d.status == "decided"
+            ]  # fmt: skip
+            assert sends
+            for d in sends:
+                assert outbox.get(idempotency_key(d.decision_id, d.channel or "")) is not None
+            assert sum(outbox.counts().values()) == len(sends)
+        finally:
+            await w.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        delivery.close()
+
+
+def recent_events(customers: int, seed: int) -> tuple[int, list[Event]]:
+    """Events of the last minutes: the workers run on the wall clock, and no timer (an
+    hour's absence) may fall due while the events go in, as in the embedded run."""
     start = time.time_ns() // 1_000_000 - 10 * 60_000
-    batch = events(customers=40, seed=5, start=start)
+    return start, events(customers=customers, seed=seed, start=start)
+
+
+def test_kill_9_a_worker_and_another_takes_over_exactly_once(
+    log_url: Callable[..., str], tmp_path: Path, detector: MomentDetector, stores: Stores
+) -> None:
+    start, batch = recent_events(customers=40, seed=5)
     url = log_url(partitions=PARTITIONS)
     asyncio.run(publish(url, batch))
     port = free_port()
-    store = f"sqlite:///{tmp_path}/p{{partition}}.db?synchronous=OFF"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "momently.cli", "worker", "--log", url, "--store", store,
-         "--moments", f"sqlite:///{tmp_path}/m{{partition}}.db?synchronous=OFF",
-         "--owner", "doomed", "--lease-ttl-ms", str(TTL_MS), "--port", str(port),
-         "--outbox", f"sqlite:///{tmp_path}/outbox.db"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
-    )  # fmt: skip
+    proc = start_worker(url, stores, "doomed", port, tmp_path / "doomed.log")
     try:
         deadline = time.monotonic() + 60
-        while _metric(port, "momently_partition_events_total") == 0:
+        while total(metrics(port), "momently_partition_events_total") == 0:
             assert proc.poll() is None, "the worker exited"
             assert time.monotonic() < deadline, "the worker applied nothing in 60 s"
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    applied = [
-        SqliteStore(tmp_path / f"p{p}.db").stats()["events"]
-        for p in range(PARTITIONS)
-        if (tmp_path / f"p{p}.db").exists()
-    ]
-    assert 0 < sum(applied)  # killed part-way (or, on a fast machine, at the end)
-    now = time.time_ns() // 1_000_000
-    clock = FakeClock(now)
-
-    outbox = SqliteOutboxStore(tmp_path / "outbox.db")
-    delivery = WorkerDelivery(load_playbook(), outbox, clock)
-
-    async def main() -> None:
-        w = Worker(
-            settings(url, tmp_path, "heir", tuple(range(PARTITIONS))),
-            detector,
-            clock,
-            deliver=delivery.for_partition,
-        )
-        await w.start()
-        await w.balance()
-        assert not w.shards  # the dead worker's leases still run
-        clock.advance(TTL_MS + 1)
-        await finish(w, url)
-        clock.set(max(e.timestamp_ms for e in batch) + 3 * HOUR)
-        for shard in w.shards.values():
-            shard.tick()
-        check(tmp_path, detector, batch, w, start)
-        # Every send decided is in the outbox once: the dead worker's submits, the
-        # heir's replayed ones and its reconcile at takeover all fell on one key each.
-        _, decisions = outputs([s.moments for s in w.shards.values()])
-        sends = [
-            d for d in decisions
-            if d.action in ("send", "schedule") and d.holdout is None and d.status == "decided"
-        ]  # fmt: skip
-        assert sends
-        for d in sends:
-            assert outbox.get(idempotency_key(d.decision_id, d.channel or "")) is not None
-        assert sum(outbox.counts().values()) == len(sends)
-        await w.stop()
-
-    try:
-        asyncio.run(main())
-    finally:
-        delivery.close()
+    assert 0 < sum(stores.events(PARTITIONS))  # killed part-way (or, when fast, at the end)
+    take_over(url, tmp_path, stores, detector, batch, start, held=True)
