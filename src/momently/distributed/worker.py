@@ -190,9 +190,11 @@ class Worker:
         while not stop.is_set():
             try:
                 await self.round()
-            except (nats.errors.Error, TimeoutError):
+            except Exception:
                 # NATS unreachable for a moment (a node failing over): the client
-                # reconnects; the leases held run on until renewed or lost.
+                # reconnects; the leases held run on until renewed or lost. A store
+                # failure is handled in the round (the shard reopens); anything else
+                # is logged and the loop goes on, so the process never stops working.
                 log.exception("worker round failed; retrying")
                 await asyncio.sleep(self.settings.fetch_wait_s)
 
@@ -288,6 +290,12 @@ class Worker:
             log.warning("partition %d: a newer owner wrote first; lease given back", partition)
             await self._kv.release(lease)
             return
+        except Exception:
+            # Its stores cannot be opened now (PostgreSQL restarting or unreachable):
+            # nothing of it was applied; give the partition back and try again next round.
+            log.exception("partition %d: could not open its stores; retried next round", partition)
+            await self._give_back(lease)
+            return
         shard.outbox = self._outbox
         try:
             self._subs[partition] = await self._consumer(partition, lease.token, shard.position)
@@ -296,10 +304,7 @@ class Worker:
             # the partition back and try again next round.
             log.warning("partition %d: no consumer yet; retried next round", partition)
             await loop.run_in_executor(self._executor, shard.close)
-            try:
-                await self._kv.release(lease)
-            except (nats.errors.Error, TimeoutError):
-                pass  # it frees at expiry
+            await self._give_back(lease)
             return
         self.shards[partition] = shard
         self.leases[partition] = lease
@@ -307,6 +312,13 @@ class Worker:
         log.info(
             "partition %d taken (token %d, position %d)", partition, lease.token, shard.position
         )
+
+    async def _give_back(self, lease: Lease) -> None:
+        assert self._kv is not None
+        try:
+            await self._kv.release(lease)
+        except (nats.errors.Error, TimeoutError):
+            pass  # it frees at expiry
 
     async def _consumer(
         self, partition: int, token: int, position: int
@@ -365,11 +377,14 @@ class Worker:
             except nats.errors.Error:
                 pass
         if shard is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, shard.close)
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._executor, shard.close)
+            except Exception:  # its stores failing: nothing is left to write
+                log.exception("partition %d: closing its stores failed", partition)
         if release and lease is not None and self._kv is not None:
             try:
                 await self._kv.release(lease)
-            except nats.errors.Error:
+            except (nats.errors.Error, TimeoutError):
                 log.warning("could not release partition %d; it frees at expiry", partition)
         self.metrics.dropped(partition)
 
@@ -416,13 +431,16 @@ class Worker:
             await self._drop(partition, release=False)
             return 0
         except Exception:
-            # Rolled back (the store failed): nothing is acked, and the partition is
-            # read again from the position its store holds.
+            # The store failed (PostgreSQL restarting, a disk): the transaction rolled
+            # back and nothing is acked, but the shard's memory (the engine's and the
+            # stage's caches, the models) may hold part of the batch. The shard is closed
+            # and its lease given back: the next round opens it afresh from what its
+            # stores committed (this worker or another; retried until the stores answer)
+            # and its new consumer starts after the position committed there.
             log.exception(
-                "partition %d: applying a batch failed; resuming from its store", partition
+                "partition %d: applying a batch failed; reopened from its stores", partition
             )
-            token = self.leases[partition].token
-            self._subs[partition] = await self._consumer(partition, token, shard.position)
+            await self._drop(partition, release=True)
             return 0
         if not msgs:
             self.metrics.idle(partition)
