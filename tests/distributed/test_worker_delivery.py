@@ -1,10 +1,18 @@
-"""A worker's sender checks consent at send time in the customer's own partition."""
+"""A worker's sender checks consent at send time in the customer's own partition, and a
+worker process's ``/metrics`` carries its senders' counters."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from momently.clock import FakeClock
 from momently.deliver.errors import PermanentSendError
@@ -17,9 +25,12 @@ from momently.engine import Engine
 from momently.events import Event, from_ms
 from momently.moments.playbook import load_playbook
 from momently.privacy.consent import ConsentGate
-from momently.runtime.delivery import Routes
+from momently.runtime.delivery import DeliveryCollector, Routes
 from momently.store import open_store
+from tests.conftest import free_port
 from tests.deliver.fakes import ScriptedChannel, message
+from tests.distributed.e2e import daytime_zone
+from tests.distributed.test_failover import metrics, publish, sqlite_stores, start_worker
 
 T0 = 1_790_000_000_000
 PARTITIONS = 3
@@ -75,3 +86,79 @@ def test_the_sender_checks_consent_in_the_customers_partition(tmp_path: Path) ->
         assert [m.decision_id for m in provider.sent] == ["de-2"]
     finally:
         delivery.close()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_process_exports_its_senders_counters(
+    log_url: Callable[..., str], tmp_path: Path
+) -> None:
+    """``momently worker --outbox``: after a send, its ``/metrics`` has the embedded
+    server's delivery metrics (``momently_delivery_total`` by what happened, the outbox
+    by state) beside the partitions' own."""
+    now = time.time_ns() // 1_000_000
+    context = {
+        "device": {"id": "d-gus", "type": "ios", "token": "tok-gus"},
+        "timezone": daytime_zone(),  # no quiet hours make the send a later one
+    }
+    complaint = {"text": "this is terrible, my order is late again!!"}
+    batch = [
+        Event(
+            message_id=f"gus-{n}",
+            type="track",
+            timestamp=from_ms(at),
+            received_at=from_ms(at),
+            user_id="gus",
+            event=name,
+            context=context,
+            properties=props,
+        )  # fmt: skip
+        for n, (at, name, props) in enumerate(
+            [(now - 120_000, "Application Opened", {}), (now, "Support Message", complaint)]
+        )
+    ]
+    url = log_url(partitions=2)
+    asyncio.run(publish(url, batch))
+    port = free_port()
+    log = tmp_path / "worker.log"
+    proc = start_worker(url, sqlite_stores(tmp_path), "counted", port, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # polled until the send is out and counted: readiness, not timing
+            assert proc.poll() is None, log.read_text()[-3000:]
+            found = metrics(port)
+            sent = found.get('momently_delivery_total{what="outcome.sent"}', 0)
+            if sent >= 1 and found.get('momently_outbox_entries{state="sent"}') == sent:
+                break
+            assert time.monotonic() < deadline, (found, log.read_text()[-3000:])
+            time.sleep(0.1)
+        assert found['momently_delivery_total{what="submitted"}'] >= 1
+        assert found["momently_partitions_owned"] == 2  # the partitions' metrics beside them
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_a_workers_metrics_answer_while_the_outbox_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared outbox down (PostgreSQL restarting): the scrape leaves its entries out
+    and still gives the counters, and with them the partitions' metrics."""
+    outbox = MemoryOutboxStore()
+    delivery = WorkerDelivery(load_playbook(), outbox, FakeClock(T0))
+    registry = CollectorRegistry()
+    registry.register(DeliveryCollector(delivery))
+    assert b'momently_outbox_entries{state="pending"} 0.0' in generate_latest(registry)
+
+    def down() -> dict[str, int]:
+        raise psycopg.OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(outbox, "counts", down)
+    text = generate_latest(registry).decode()
+    assert "momently_outbox_entries{" not in text
+    assert "# TYPE momently_delivery_total counter" in text
+    delivery.close()

@@ -151,6 +151,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from momently.moments.detector import MomentDetector
     from momently.moments.playbook import load_playbook
     from momently.privacy.suppression import SECRET_ENV, privacy_secret
+    from momently.runtime.delivery import DeliveryCollector
 
     retention = retention_days(args.retention_days, os.environ)
     log = with_retention(LogSettings.from_url(args.log), retention)
@@ -213,6 +214,8 @@ def worker_command(args: argparse.Namespace) -> int:
         # The ingest nodes' key: shards drop events of identities erased in them.
         privacy_key=privacy_secret(os.environ, None) if SECRET_ENV in os.environ else None,
     )
+    if delivery is not None:  # the senders' counters on /metrics, as the embedded server's
+        worker.metrics.registry.register(DeliveryCollector(delivery))
     print(
         f"momently worker {settings.owner}: {len(partitions)} partitions of {log.stream},"
         f" health on http://{args.host}:{args.port}/healthz",

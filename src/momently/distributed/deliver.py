@@ -26,6 +26,7 @@ message carries signed click, open and unsubscribe links to an ingest node's
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from momently.distributed.admin import Part, Partitions
     from momently.distributed.log import EventLog
     from momently.runtime.writer import Writer
+
+log = logging.getLogger(__name__)
 
 
 class LogSubmitter:
@@ -173,6 +176,18 @@ class WorkerDelivery:
         for submitter in list(self._submitters):
             counts.update(submitter.counters()["counts"])
         return {"counts": dict(counts), "worker": found["worker"]}
+
+    def stats(self) -> dict[str, Any]:
+        """A worker's ``/metrics`` (:class:`DeliveryCollector`): :meth:`counters` and the
+        shared outbox by state (the same on every worker: aggregate it with ``max``, not
+        ``sum``). While the outbox's store does not answer it is left out, so the scrape,
+        and the partitions' metrics in it, still answer."""
+        try:
+            outbox = self.outbox.counts()
+        except Exception:
+            log.warning("outbox unreachable; its entries are left out of /metrics", exc_info=True)
+            outbox = {}
+        return {"outbox": outbox, **self.counters()}
 
     def start(self) -> None:
         self.sender.start()

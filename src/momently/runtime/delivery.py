@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -481,10 +481,18 @@ class Delivery:
         }
 
 
-class DeliveryCollector(Collector):
-    """Prometheus: the outbox by state (read once per scrape) and the delivery counters."""
+class DeliveryStats(Protocol):
+    """What :class:`DeliveryCollector` reads: ``outbox`` (entries by state) and
+    ``counts`` (what happened, by name), as :meth:`Delivery.stats` gives them."""
 
-    def __init__(self, delivery: Delivery) -> None:
+    def stats(self) -> dict[str, Any]: ...
+
+
+class DeliveryCollector(Collector):
+    """Prometheus: the outbox by state (read once per scrape) and the delivery counters
+    (the embedded server's :class:`Delivery`, or a worker's senders and submitters)."""
+
+    def __init__(self, delivery: DeliveryStats) -> None:
         self.delivery = delivery
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
