@@ -10,8 +10,6 @@ from momently.predict.localtime import hour_of_week, zone
 from momently.predict.receptivity import HOURS, PopulationRates, posterior
 from momently.predict.settings import HOUR
 
-_NONE = (0, 0)
-
 
 @dataclass(frozen=True, slots=True)
 class ReceptivityCurve:
@@ -62,15 +60,22 @@ class ReceptivityCurve:
         week = list(rates)
         ds, hs = self.day_strength, self.hour_strength
         for d in range(24):
-            if not day_n[d] and not day_k[d]:
+            dn, dk = day_n[d], day_k[d]
+            if not dn and not dk:
                 continue
-            dn_d, dk_d = day_n[d], day_k[d]
-            for hour in range(d, HOURS, 24):
-                # posterior(), inlined: this runs for every hour of a decision's week.
-                n, k = counts.get(hour, _NONE)
-                dn, dk = dn_d - n, dk_d - k
-                day = ((dk if dk < dn else dn) + ds * rates[hour]) / (dn + ds)
-                week[hour] = ((k if k < n else n) + hs * day) / (n + hs)
+            # posterior(), inlined: this runs for every hour of a decision's week. First
+            # as for an hour without trials of its own (n = k = 0, so the day's counts are
+            # the whole day's, and (0 + hs * day) / (0 + hs) is hs * day / hs, bit for bit);
+            # the hours with trials are worked out again below.
+            base, den = (dk if dk < dn else dn), dn + ds
+            week[d::24] = [hs * ((base + ds * r) / den) / hs for r in rates[d::24]]
+        for hour, (n, k) in counts.items():
+            d = hour % 24
+            if not (day_n[d] or day_k[d]) or not 0 <= hour < HOURS:
+                continue
+            dn, dk = day_n[d] - n, day_k[d] - k
+            day = ((dk if dk < dn else dn) + ds * rates[hour]) / (dn + ds)
+            week[hour] = ((k if k < n else n) + hs * day) / (n + hs)
         return tuple(week)
 
     def daily(self) -> tuple[float, ...]:
