@@ -69,7 +69,9 @@ class ChannelAffinity(base.Classifier):
         self.total_trials = 0.0
         self.total_wins = 0.0
 
-    _priors: tuple[float, ...] | None = None  # each channel's population rate, until an update
+    # Until an update: each channel's population rate, and a customer's rates without counts.
+    _priors: dict[str, float] | None = None
+    _fresh: dict[str, float] | None = None
 
     @property
     def _multiclass(self) -> bool:
@@ -77,7 +79,8 @@ class ChannelAffinity(base.Classifier):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_priors", None)  # a cache: not part of what the model knows
+        state.pop("_priors", None)  # caches: not part of what the model knows
+        state.pop("_fresh", None)
         return state
 
     def global_rate(self) -> float:
@@ -102,7 +105,7 @@ class ChannelAffinity(base.Classifier):
         if y:
             self.wins[channel] = self.wins.get(channel, 0.0) + w
             self.total_wins += w
-        self._priors = None
+        self._priors = self._fresh = None
 
     def predict_proba_one(self, x: Features, **kwargs: Any) -> dict[ClfTarget, float]:
         p = self.rate(x.get("channel"), _count(x, "sent"), _count(x, "engaged"))
@@ -110,14 +113,17 @@ class ChannelAffinity(base.Classifier):
 
     def rates(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float]:
         """P(engage) on every channel for a customer with these (sent, engaged) counts."""
-        priors = self._priors
-        if priors is None:
-            priors = self._priors = tuple(self.channel_rate(c) for c in CHANNELS)
-        s, get = self.customer_strength, counts.get
-        found = {}
-        for channel, prior in zip(CHANNELS, priors, strict=True):
-            sent, engaged = get(channel, _NONE)
-            found[channel] = ((engaged if engaged < sent else sent) + s * prior) / (sent + s)
+        priors, found = self._priors, self._fresh
+        s = self.customer_strength
+        if priors is None or found is None:
+            priors = self._priors = {c: self.channel_rate(c) for c in CHANNELS}
+            # (0 + s * prior) / (0 + s): the rate below for a channel without counts
+            found = self._fresh = {c: (0 + s * prior) / (0 + s) for c, prior in priors.items()}
+        found = found.copy()
+        for channel, (sent, engaged) in counts.items():  # the few channels sent on
+            prior = priors.get(channel)
+            if prior is not None:
+                found[channel] = ((engaged if engaged < sent else sent) + s * prior) / (sent + s)
         return found
 
     def rate(self, channel: object, sent: float, engaged: float) -> float:
