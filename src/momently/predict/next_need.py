@@ -170,9 +170,12 @@ class NextNeed(base.Classifier):
             always = self._always = dict.fromkeys(self.popular(self.candidates), 0)
         count = self.counts.get
         # A dict, not a set: its order (hence ties in predict_one) must not depend on hashing.
-        found = {t: (count(t, 0) + 1) * c0 for t in {**two, **one, **own, **always}}
-        for t, n in one.items():
-            found[t] += n * c1
+        # The bigram's successors, most of the candidates, with both their terms at once
+        # (the same sum, in the same order, as adding the bigram's term to the first).
+        found = {t: (count(t, 0) + 1) * c0 + n * c1 for t, n in one.items()}
+        for t in {**two, **own, **always}:
+            if t not in found:
+                found[t] = (count(t, 0) + 1) * c0
         for t, n in two.items():
             found[t] += n * c2
         for t, w in own.items():  # the customer's own layer, on their few tokens only
