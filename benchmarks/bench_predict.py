@@ -127,8 +127,9 @@ def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
     return run
 
 
-def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int]]:
-    """Python bytecodes run per event by learning (with the timers) and by every answer."""
+def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int], list[int]]:
+    """Python bytecodes run per event by learning (with the timers), by every answer and
+    by a decision's read (``Signals.of`` on fresh predictions)."""
     predictor = Predictor()
     split = int(len(stream.events) * 0.4)
     states = replay(predictor, stream.events[:split], stream.profiles)
@@ -146,6 +147,7 @@ def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int]]:
 
     learned: list[int] = []
     answered: list[int] = []
+    read: list[int] = []
     for customer, event in stream.events[split : split + events]:
         profile = stream.profiles.get(customer)
         state = states.setdefault(customer, PredictState())
@@ -159,7 +161,12 @@ def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int]]:
         predictor.predictions(state, profile, event.timestamp_ms).everything()
         sys.settrace(None)
         answered.append(count)
-    return learned, answered
+        count = 0
+        sys.settrace(calls)
+        Signals.of(predictor.predictions(state, profile, event.timestamp_ms))
+        sys.settrace(None)
+        read.append(count)
+    return learned, answered, read
 
 
 def truth(run: Run, stream: Stream) -> tuple[float, float, int]:
@@ -192,16 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     runs = 2 if args.quick else args.runs
     stream = population(customers, days=days, seed=7)
     if args.bytecodes > 0:
-        learned, answered = bytecodes(stream, args.bytecodes)
+        learned, answered, read = bytecodes(stream, args.bytecodes)
         both = [a + b for a, b in zip(learned, answered, strict=True)]
+        decided = [a + b for a, b in zip(learned, read, strict=True)]
         print(f"Python bytecodes per event over {len(both):,} events after the training 40%:")
         for label, values in (
             ("learn", learned),
             ("every answer", answered),
             ("learn + every answer", both),
+            ("a decision's read", read),
+            ("learn + a decision's read", decided),
         ):
             print(
-                f"  {label:22s} median {statistics.median(values):7,.0f}"
+                f"  {label:25s} median {statistics.median(values):7,.0f}"
                 f"  mean {statistics.fmean(values):7,.0f}"
             )
         return 0
