@@ -4,27 +4,36 @@
   would say "that customer, nothing to merge, bind or hold back";
 * a batch's timestamps, corrected for clock skew by one addition when the
   client sent whole milliseconds in UTC, equal the millisecond arithmetic;
-* the nesting limit still holds for a message inside a batch.
+* the nesting limit still holds for a message inside a batch;
+* events handed over with their payloads and identity keys worked out
+  (:class:`~momently.engine.PreparedEvents`) are stored and folded as plain
+  events are, with those payloads, without encoding them again.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Final
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from momently.engine import known_customer
+from momently.engine import Engine, PreparedEvents, known_customer, planned_keys
 from momently.events import (
     MAX_DEPTH,
+    Event,
     decode_batch,
+    encode_event,
     from_ms,
     normalise_batch,
     to_ms,
 )
 from momently.identity import KINDS, Resolution, resolve
+from momently.store import sqlite as sqlite_store
+from momently.store.sqlite import SqliteStore
 from momently.types import IdentityKey
 
 RECEIVED_MS: Final = 1_790_000_000_000
@@ -118,3 +127,57 @@ def test_a_batch_context_nested_too_deeply_is_refused_in_every_message() -> None
     )
     assert not events
     assert [(index, error.field) for index, error in errors] == [(0, "batch[0].context")]
+
+
+def _customers_batch() -> list[Event]:
+    messages = [
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"email": "a@x.io"}},
+        {"type": "track", "event": "Viewed", "anonymousId": "a1", "context": {"device": {"id": 7}}},
+        {"type": "track", "event": "Viewed", "anonymousId": "a2", "context": {"device": {"id": 7}}},
+        {"type": "alias", "userId": "u2", "previousId": "a2"},
+        {"type": "identify", "userId": "u2", "traits": {"email": "a@x.io", "plan": "pro"}},
+        {"type": "track", "event": "Bought", "userId": "u1", "messageId": "m-dup"},
+        {"type": "track", "event": "Bought", "userId": "u1", "messageId": "m-dup"},
+    ]
+    data = msgspec.json.encode({"batch": messages, "sentAt": "2026-09-21T10:00:00.000Z"})
+    events, rejected = normalise_batch(decode_batch(data), received_ms=RECEIVED_MS, source="s")
+    assert not rejected
+    return events
+
+
+def _state(store: SqliteStore) -> tuple[object, ...]:
+    conn = store._reader  # noqa: SLF001 - the tables as they are
+    return tuple(
+        conn.execute(sql).fetchall()
+        for sql in (
+            "SELECT seq, message_id, customer_id, ts_ms, payload FROM events ORDER BY seq",
+            "SELECT kind, value, customer_id FROM identities ORDER BY kind, value",
+            "SELECT customer_id, body FROM profiles ORDER BY customer_id",
+            "SELECT loser, winner FROM merges ORDER BY loser",
+        )
+    )
+
+
+def test_prepared_events_are_stored_and_folded_as_plain_ones_without_encoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _customers_batch()
+    plain = SqliteStore(tmp_path / "plain.db")
+    results = Engine(plain).ingest_groups([events[:3], events[3:]])
+    prepared = SqliteStore(tmp_path / "prepared.db")
+    engine = Engine(prepared)
+
+    def refuse(event: Event) -> bytes:
+        raise AssertionError(f"{event.message_id} was encoded again")
+
+    groups = [
+        PreparedEvents(part, [encode_event(e) for e in part], [planned_keys(e) for e in part])
+        for part in (events[:3], events[3:])
+    ]
+    monkeypatch.setattr(sqlite_store, "encode_event", refuse)
+    assert engine.ingest_groups(groups) == results
+    assert [(r.accepted, r.duplicates) for r in results] == [(3, 0), (3, 1)]
+    assert _state(prepared) == _state(plain)
+    # A later plain group still gets encoded by the store.
+    monkeypatch.undo()
+    assert engine.ingest_groups([_customers_batch()[:1]])[0].duplicates == 1

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from momently.engine import PreparedEvents, planned_keys
 from momently.errors import InvalidInput, InvalidMessage
-from momently.events import decode_batch, normalise_batch
+from momently.events import decode_batch, encode_event, normalise_batch
 from momently.ingest.parsepool import ParsePool
 
 pytestmark = pytest.mark.slow  # starts a worker process
@@ -56,6 +57,34 @@ def test_a_worker_parses_a_batch_as_the_server_does(pool: ParsePool) -> None:
     assert [e.message_id for e in events] == [e.message_id for e in want_events]
     assert errors(rejected) == errors(want_rejected)
     assert [i for i, _ in rejected] == [1, 3]
+
+
+def test_a_workers_events_come_with_their_log_payloads_and_identity_keys(pool: ParsePool) -> None:
+    data = body(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "traits": {"email": " Ann@Example.com", "phone": "+44 20 7946 0000", "n": 1.25},
+            "context": {"device": {"id": 42, "token": "t1"}, "locale": "en-GB"},
+        },
+        {"type": "alias", "userId": "u1", "previousId": "a1"},
+        {"type": "track", "event": "Viewed", "anonymousId": "a2", "properties": {"é": "ü"}},
+    )
+    parsed = asyncio.run(pool.parse(data, RECEIVED_MS, "wk_src", None))
+    assert parsed is not None
+    events, _ = parsed
+    assert isinstance(events, PreparedEvents)
+    assert events.payloads == [encode_event(e) for e in events]
+    assert events.keys == [planned_keys(e) for e in events]
+    assert events.keys[0] == [
+        ("user_id", "u1"),
+        ("email", "ann@example.com"),
+        ("phone", "+442079460000"),
+        ("device_id", "42"),
+        ("anonymous_id", "a1"),
+    ]
+    assert events.keys[1] is None  # an alias's keys depend on the owners: the writer's
 
 
 def test_a_malformed_body_is_refused_with_the_servers_error(pool: ParsePool) -> None:

@@ -39,6 +39,43 @@ def _no_owner(key: IdentityKey) -> None:
     return None
 
 
+def planned_keys(event: Event) -> list[IdentityKey] | None:
+    """The identity keys the engine plans for ``event`` before it looks up any owner:
+    all of them but for an alias, whose previousId's kind depends on the owners."""
+    return None if event.type == "alias" else identity_keys(event, _no_owner)
+
+
+class PreparedEvents(list[Event]):
+    """Events with the per-event work the writer would otherwise do worked out already.
+
+    The parse workers (:mod:`momently.ingest.parsepool`) hand them over so: each
+    event's log payload (``encode_event(event)``, byte for byte) and its
+    :func:`planned_keys`. The writer thread then neither encodes the events nor
+    works out their identifiers; a plain list of events works as before.
+    """
+
+    __slots__ = ("keys", "payloads")
+
+    def __init__(
+        self,
+        events: Sequence[Event],
+        payloads: Sequence[bytes],
+        keys: Sequence[list[IdentityKey] | None],
+    ) -> None:
+        if not len(events) == len(payloads) == len(keys):
+            raise ValueError("one payload and one plan of keys per event")
+        super().__init__(events)
+        self.payloads = payloads
+        self.keys = keys
+
+    def without(self, drop: Callable[[Event], bool]) -> PreparedEvents:
+        """These events but those ``drop`` picks, each still with its payload and keys."""
+        kept = [i for i, event in enumerate(self) if not drop(event)]
+        return PreparedEvents(
+            [self[i] for i in kept], [self.payloads[i] for i in kept], [self.keys[i] for i in kept]
+        )
+
+
 class _Pending:
     """State changed by events not yet committed, layered over the engine's caches."""
 
@@ -215,16 +252,19 @@ class Engine:
         planned: list[list[IdentityKey] | None] = []
         wanted: set[IdentityKey] = set()
         for group in groups:
-            for event in group:
-                if event.type == "alias" or event.message_id in seen:
+            given = group.keys if isinstance(group, PreparedEvents) else None
+            for index, event in enumerate(group):
+                if event.message_id in seen:
                     planned.append(None)
                     continue
-                keys = identity_keys(event, _no_owner)
+                keys = given[index] if given is not None else planned_keys(event)
                 planned.append(keys)
-                wanted.update(keys)
+                if keys is not None:
+                    wanted.update(keys)
         self._prefetch(wanted)
         pending = _Pending(self)
         records: list[tuple[str, Event]] = []
+        encoded: dict[str, bytes] = {}
         results = []
         plans = iter(planned)
         # The keys of the last event that went to a returning customer, and that
@@ -233,17 +273,20 @@ class Engine:
         self._last_known = None
         for group in groups:
             accepted = 0
-            for event in group:
+            payloads = group.payloads if isinstance(group, PreparedEvents) else None
+            for index, event in enumerate(group):
                 plan = next(plans)
                 if event.message_id in seen:
                     continue
                 seen.add(event.message_id)
                 records.append((self._apply(pending, event, plan), event))
+                if payloads is not None:
+                    encoded[event.message_id] = payloads[index]
                 accepted += 1
             results.append(IngestResult(accepted, len(group) - accepted))
         pending.fold_all()
         if records:
-            changes = Changes(pending.profiles, pending.owners, pending.merged, self.fence)
+            changes = Changes(pending.profiles, pending.owners, pending.merged, self.fence, encoded)
             self.store.commit(records, changes)
             for key, customer in pending.owners.items():
                 self._remember(self._owners, key, customer)

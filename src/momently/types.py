@@ -44,6 +44,9 @@ class Changes(msgspec.Struct):
     identities: dict[IdentityKey, str] = {}
     merged: dict[str, str] = {}  # loser customer id -> winner
     fence: Fence | None = None  # checked and stored atomically with the rest
+    # Log payloads already encoded (encode_event's bytes), by messageId: a store that
+    # writes the events as that JSON may take them instead of encoding the events again.
+    encoded: dict[str, bytes] = {}
 
 
 class Store(Protocol):

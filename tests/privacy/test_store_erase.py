@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from momently.engine import Engine
-from momently.events import Event, from_ms
+from momently.engine import Engine, PreparedEvents, planned_keys
+from momently.events import Event, encode_event, from_ms
 from momently.privacy.engine import PrivacyEngine
 from momently.privacy.suppression import Suppression
+from momently.store import sqlite as sqlite_store
 from momently.store.memory import MemoryStore
 from momently.store.postgres import PostgresStore
 from momently.store.sqlite import SqliteStore
@@ -103,3 +104,23 @@ def test_the_privacy_engine_drops_suppressed_identities_only() -> None:
     assert Suppression(b"1" * 32).digest(("user_id", "ann")) != suppression.digest(
         ("user_id", "ann")
     )  # keyed: another key, another digest
+
+
+def test_the_privacy_engine_keeps_the_parse_workers_payloads_of_the_events_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "m.db")
+    suppression = Suppression(b"0" * 32)
+    suppression.add([suppression.digest(("user_id", "ann"))])
+    engine = PrivacyEngine(store, suppression)
+    events = [event("ann", START, 1), event("bob", START, 2), event("cy", START, 3)]
+    payloads = [encode_event(e) for e in events]
+    group = PreparedEvents(events, payloads, [planned_keys(e) for e in events])
+
+    def refuse(event: Event) -> bytes:
+        raise AssertionError(f"{event.message_id} was encoded again")
+
+    monkeypatch.setattr(sqlite_store, "encode_event", refuse)
+    assert engine.ingest_groups([group])[0].accepted == 2
+    assert suppression.dropped == 1
+    assert [r.event for r in store.read_log(0, 10)] == events[1:]

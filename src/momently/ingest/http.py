@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from momently.clock import Clock
 from momently.engine import IngestResult
-from momently.errors import InvalidMessage, Unauthorized, error_body
+from momently.errors import InvalidInput, InvalidMessage, Unauthorized, error_body
 from momently.events import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
@@ -125,7 +125,7 @@ class TrackingAPI:
         header_key = basic_user(request.headers.get("authorization"))
         source = self.keys.source_of(header_key) if header_key is not None else None
         data = await self._body(request, MAX_BATCH_BYTES)
-        parsed = None
+        parsed: tuple[list[Event], list[tuple[int, InvalidInput]]] | None = None
         if self.parser is not None and source is not None:
             # The same parsing in a worker process, off this process's GIL.
             parsed = await self.parser.parse(data, received_ms, source, _client_ip(request))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from momently.engine import Engine, IngestResult
+from momently.engine import Engine, IngestResult, PreparedEvents
 from momently.errors import Unavailable
 from momently.events import Event
 from momently.privacy.suppression import Suppression
@@ -67,7 +67,12 @@ class PrivacyEngine(Engine):
             self._run_jobs()
         if len(self.suppression):
             drops = self.suppression.drops
-            groups = [[e for e in group if not drops(e)] for group in groups]
+            groups = [
+                group.without(drops)
+                if isinstance(group, PreparedEvents)  # keeps the parse workers' payloads
+                else [e for e in group if not drops(e)]
+                for group in groups
+            ]
         return super().ingest_groups(groups)
 
     def forget(self, customers: Collection[str]) -> None:

@@ -386,12 +386,16 @@ class _Sightings:
         return devices
 
 
+_SUBSCRIPTION_EVENTS = frozenset({"Unsubscribed", "Subscribed"})  # see consent_updates
+
+
 def apply_events(profile: Profile, events: Sequence[Event]) -> Profile:
     """``apply_event`` for each event in turn, with the same result, in one pass.
 
     The writer folds a batch's run of events for one returning customer here: the
     profile's dicts are copied once for the run rather than once per event, and
-    one profile is built at the end instead of one per event.
+    one profile is built at the end instead of one per event. On the path of every
+    event, so the helpers ``apply_event`` calls are written out in the loop.
     """
     if len(events) == 1:
         return apply_event(profile, events[0])
@@ -399,18 +403,31 @@ def apply_events(profile: Profile, events: Sequence[Event]) -> Profile:
     traits = profile.traits
     emails, phones, tokens = profile.emails, profile.phones, profile.push_tokens
     devices = profile.devices
-    timezone, locale, location = profile.timezone, profile.locale, profile.location
+    location = profile.location
     consent = profile.consent
     counts = dict(profile.counts)
     first_seen, last_seen = profile.first_seen, profile.last_seen
     own_traits = own_consent = False  # copied for this run yet?
+    # The newest time zone and locale of the run, as (stamp, value): one Stamped is
+    # built at the end for each, as _newer_value one event at a time would leave it.
+    zone_at = None if profile.timezone is None else profile.timezone.stamp
+    tongue_at = None if profile.locale is None else profile.locale.stamp
+    zone_value = tongue_value = None
     # Sightings of each device, folded as one: for the same device information the
     # fields are a newest-write-wins join, so N sightings give what one sighting
     # stamped with the newest of their stamps gives, seen from the first to the last.
     sightings: dict[str, _Sightings] = {}
     for event in events:
         ts, mid = event.timestamp_ms, event.message_id
-        stated = event_traits(event)
+        stamp = (ts, mid)
+        ctx = event.context
+        # event_traits(event), written out
+        own = {} if event.type == "group" else event.traits
+        context_traits = ctx.get("traits")
+        if isinstance(context_traits, dict) and context_traits:
+            stated = {**context_traits, **own}
+        else:
+            stated = own
         if stated:
             if not own_traits:
                 traits, own_traits = dict(traits), True
@@ -418,7 +435,6 @@ def apply_events(profile: Profile, events: Sequence[Event]) -> Profile:
                 traits[key] = _newer(traits.get(key), Stamped(value, ts, mid))
             emails = _add_unique(emails, normal_email(stated.get("email")))
             phones = _add_unique(phones, normal_phone(stated.get("phone")))
-        ctx = event.context
         device_info = ctx.get("device")
         if isinstance(device_info, dict):
             if device_info.get("id") in (None, ""):
@@ -427,37 +443,49 @@ def apply_events(profile: Profile, events: Sequence[Event]) -> Profile:
                 device_id = str(device_info["id"])
                 seen = sightings.get(device_id)
                 if seen is not None and seen.info == device_info:
-                    # Its token (if any) is in ``tokens`` already.
-                    seen.add(ts, mid)
+                    # Its token (if any) is in ``tokens`` already. seen.add, written out:
+                    if stamp > seen.newest:
+                        seen.newest = stamp
+                    if ts < seen.first:
+                        seen.first = ts
+                    elif ts > seen.last:
+                        seen.last = ts
                 else:
                     tokens = _add_unique(tokens, _str(device_info.get("token")))
                     if seen is not None:
                         devices = seen.fold_into(devices, device_id)
                     sightings[device_id] = _Sightings(device_info, ts, mid)
         zone = ctx.get("timezone")
-        if isinstance(zone, str) and zone:
-            timezone = _newer_value(timezone, zone, ts, mid)
+        if isinstance(zone, str) and zone and (zone_at is None or stamp > zone_at):
+            zone_at, zone_value = stamp, zone
         tongue = ctx.get("locale")
-        if isinstance(tongue, str) and tongue:
-            locale = _newer_value(locale, tongue, ts, mid)
+        if isinstance(tongue, str) and tongue and (tongue_at is None or stamp > tongue_at):
+            tongue_at, tongue_value = stamp, tongue
         loc = ctx.get("location")
         if isinstance(loc, dict) and "latitude" in loc and "longitude" in loc:
             location = _newer(location, Stamped(loc, ts, mid))
-        updates = consent_updates(event)
-        if updates:
-            if not own_consent:
-                consent, own_consent = dict(consent), True
-            for key, (granted, source) in updates.items():
-                old = consent.get(key)
-                if old is None or (ts, mid) > (old.ts, old.mid):
-                    consent[key] = Consent(granted=granted, source=source, ts=ts, mid=mid)
+        if "consent" in ctx or (event.type == "track" and event.event in _SUBSCRIPTION_EVENTS):
+            updates = consent_updates(event)
+            if updates:
+                if not own_consent:
+                    consent, own_consent = dict(consent), True
+                for key, (granted, source) in updates.items():
+                    old = consent.get(key)
+                    if old is None or stamp > (old.ts, old.mid):
+                        consent[key] = Consent(granted=granted, source=source, ts=ts, mid=mid)
         counts[event.type] = counts.get(event.type, 0) + 1
         user_id = user_id or event.user_id
-        first_seen = min(first_seen, ts) if first_seen else ts
+        if not first_seen or ts < first_seen:
+            first_seen = ts
         if ts > last_seen:
             last_seen = ts
     for device_id, seen in sightings.items():
         devices = seen.fold_into(devices, device_id)
+    timezone, locale = profile.timezone, profile.locale
+    if zone_value is not None and zone_at is not None:
+        timezone = Stamped(zone_value, *zone_at)
+    if tongue_value is not None and tongue_at is not None:
+        locale = Stamped(tongue_value, *tongue_at)
     return msgspec.structs.replace(
         profile,
         user_id=user_id,

@@ -149,9 +149,10 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     def commit(self, records: Sequence[tuple[str, Event]], changes: Changes) -> list[int]:
+        encoded = changes.encoded  # the parse workers' payloads, where they gave them
         log = [
-            (e.message_id, customer_id, e.timestamp_ms, encode_event(e))
-            for customer_id, e in records
+            (e.message_id, c, e.timestamp_ms, encoded.get(e.message_id) or encode_event(e))
+            for c, e in records
         ]
         ids = [(k, v, c) for (k, v), c in changes.identities.items()]
         profiles = [(c, _profile_encoder.encode(p)) for c, p in changes.profiles.items()]
