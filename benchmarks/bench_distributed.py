@@ -17,13 +17,20 @@ Medians of the runs; the ratio of 2 workers to 1 is what holds across
 machines. On a machine with fewer free cores than workers, 2 workers cannot
 be faster than 1: the ratio says how much was free.
 
-Run ``python benchmarks/bench_distributed.py [--quick]``; needs ``nats-server``.
+``--ingest`` measures only the ingest node (``momently serve --log nats://…``,
+no workers): ``/v1/batch`` end to end with bench_ingest's client and bodies,
+interleaved with the embedded ``momently serve`` as the baseline; events/s,
+batch p50/p99, server and nats-server CPU per event, and the ingest processes
+350,000 events/s would take at that rate.
+
+Run ``python benchmarks/bench_distributed.py [--quick] [--ingest]``; needs ``nats-server``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -35,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from momently.distributed.log import EventLog, LogSettings
 from momently.events import Event, from_ms
@@ -243,6 +252,28 @@ def measure(server: str, workers: int, root: Path, tag: str, events: list[Event]
         run.close()
 
 
+@contextlib.contextmanager
+def nats_server(nats: str, root: Path) -> Iterator[tuple[int, int]]:
+    """A JetStream nats-server on a free loopback port, storing under ``root``;
+    yields its port and pid."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [nats, "-js", "-sd", str(root / "nats"), "-p", str(port), "-a", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, server.pid
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def embedded(events: list[Event], root: Path, tag: str) -> float:
     """The baseline: the embedded engine and stage in this process, events/s."""
     from momently.clock import SystemClock
@@ -267,6 +298,97 @@ def embedded(events: list[Event], root: Path, tag: str) -> float:
     return len(events) / seconds
 
 
+TARGET_EVENTS_PER_S = 350_000  # the scaling model's target (README, Distributed mode)
+
+
+def ingest(nats: str, quick: bool, runs: int | None, connections: int) -> dict[str, Any]:
+    """``--ingest``: ``/v1/batch`` end to end against an ingest node (``momently serve
+    --log nats://…``, no workers) and against the embedded server, interleaved runs.
+
+    bench_ingest's client, bodies and CPU accounting: every batch is 100 mobile
+    events, counted once answered 200 — by the node only after JetStream stored
+    every event of it. Each embedded run waits for its moment stage to catch up,
+    so its stage's CPU does not fall on the next node run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_ingest as bi
+
+    runs = runs or (3 if quick else 5)
+    batches = 100 if quick else 400  # per run and server: 10,000 or 40,000 events
+    node: list[Any] = []
+    base: list[Any] = []
+    nats_us: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with (
+            nats_server(nats, root) as (port, nats_pid),
+            bi.serve(root / "embedded") as (e_port, e_pid),
+            bi.serve(
+                root / "node",
+                ["--log", f"nats://127.0.0.1:{port}?stream=INGEST&partitions=64"],
+            ) as (n_port, n_pid),
+        ):
+            warm = bi.Bodies("warm")
+            bi.end_to_end(e_port, [warm() for _ in range(30)], connections)
+            bi.end_to_end(n_port, [warm() for _ in range(30)], connections)
+            logged = 30 * bi.BATCH_SIZE
+            bi.stage_caught_up(e_port, logged)
+            for r in range(runs):
+                supply = bi.Bodies(f"e{r:03d}")
+                base.append(bi.end_to_end(e_port, [supply() for _ in range(batches)],
+                                          connections, e_pid))  # fmt: skip
+                logged += batches * bi.BATCH_SIZE
+                bi.stage_caught_up(e_port, logged)
+                supply = bi.Bodies(f"n{r:03d}")
+                bodies = [supply() for _ in range(batches)]
+                before = sum(bi.thread_cpu(nats_pid).values())
+                node.append(bi.end_to_end(n_port, bodies, connections, n_pid))
+                after = sum(bi.thread_cpu(nats_pid).values())
+                nats_us.append((after - before) / (batches * bi.BATCH_SIZE) * 1e6)
+    median = statistics.median
+    rate = median(r.events_per_s for r in node)
+    server_us = {part: median(r.server_us[part] for r in node) for part in node[0].server_us}
+    base_us = {part: median(r.server_us[part] for r in base) for part in base[0].server_us}
+    cpu_us = sum(server_us.values())
+    embedded_rate = median(r.events_per_s for r in base)
+    figures: dict[str, Any] = {
+        "node_runs": [r.events_per_s for r in node],
+        "node": rate,
+        "node_p50_ms": median(r.p50_ms for r in node),
+        "node_p99_ms": median(r.p99_ms for r in node),
+        "node_cpu_us": server_us,
+        "nats_cpu_us": median(nats_us),
+        "embedded_runs": [r.events_per_s for r in base],
+        "embedded": embedded_rate,
+        "embedded_p50_ms": median(r.p50_ms for r in base),
+        "embedded_p99_ms": median(r.p99_ms for r in base),
+        "embedded_cpu_us": base_us,
+        "ratio": rate / embedded_rate,
+        "processes": TARGET_EVENTS_PER_S / rate,
+        "cores": TARGET_EVENTS_PER_S * cpu_us / 1e6 if cpu_us else None,
+    }
+    events = batches * bi.BATCH_SIZE
+    print(f"ingest node: {events:,} events a run in batches of {bi.BATCH_SIZE}, {runs} runs,")
+    print(f"  {connections} connections, {os.cpu_count()} CPUs, load client on the same machine")
+
+    def line(name: str, key: str, us: dict[str, float]) -> None:
+        runs_text = ", ".join(f"{v:,.0f}" for v in figures[f"{key}_runs"])
+        print(f"  {name}: median {figures[key]:,.0f} events/s ({runs_text})")
+        print(f"    batch latency p50 {figures[f'{key}_p50_ms']:.1f} ms,"
+              f" p99 {figures[f'{key}_p99_ms']:.1f} ms")  # fmt: skip
+        if us:
+            parts = ", ".join(f"{part} {v:.0f}" for part, v in us.items())
+            print(f"    server CPU per event: {sum(us.values()):.0f} us ({parts})")
+
+    line("embedded momently serve (baseline, synchronous=FULL)", "embedded", base_us)
+    line("ingest node, serve --log nats:// (200 once JetStream stored)", "node", server_us)
+    print(f"    nats-server CPU per event: {figures['nats_cpu_us']:.0f} us")
+    print(f"  ingest node / embedded: {figures['ratio']:.2f}x")
+    print(f"  for {TARGET_EVENTS_PER_S:,} events/s: {figures['processes']:.0f} ingest processes"
+          " at this rate" + (f", {figures['cores']:.0f} cores at this CPU per event"
+                             if figures["cores"] else ""))  # fmt: skip
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "child":
@@ -277,27 +399,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument(
+        "--ingest",
+        action="store_true",
+        help="only the ingest node's /v1/batch rate, against the embedded server's",
+    )
+    parser.add_argument("--runs", type=int, help="--ingest: runs (default 5, quick 3)")
+    parser.add_argument("--connections", type=int, default=8, help="--ingest: client connections")
     opts, _ = parser.parse_known_args(args)
     nats = shutil.which("nats-server")
     if nats is None:
         print("nats-server is not installed (make system); skipped")
         return 1
+    if opts.ingest:
+        result = ingest(nats, opts.quick, opts.runs, opts.connections)
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(result, indent=2))
+        return 0
     customers, per, runs, rate = (400, 10, 1, 300.0) if opts.quick else (2_000, 10, 3, 500.0)
     now = time.time_ns() // 1_000_000
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        port = _free_port()
-        server = subprocess.Popen(
-            [nats, "-js", "-sd", str(root / "nats"), "-p", str(port), "-a", "127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        with nats_server(nats, root) as (port, _):
             figures: dict[int, list[dict[str, float]]] = {1: [], 2: []}
             baseline: list[float] = []
             for r in range(runs):
@@ -313,9 +436,6 @@ def main(argv: list[str] | None = None) -> int:
                         measure(f"127.0.0.1:{port}", workers, root, f"{r}w{workers}",
                                 burst, paced, rate)
                     )  # fmt: skip
-        finally:
-            server.terminate()
-            server.wait()
     n = customers * per
     print(f"{n:,} events a burst, {PARTITIONS} partitions, {os.cpu_count()} CPUs, {runs} runs")
     med: dict[int, dict[str, float]] = {

@@ -44,7 +44,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,12 +261,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path) -> Iterator[tuple[int, int]]:
-    """A ``momently serve`` subprocess with its default settings; yields its port and pid."""
+def serve(data_dir: Path, extra: Sequence[str] = ()) -> Iterator[tuple[int, int]]:
+    """A ``momently serve`` subprocess with its default settings and ``extra`` flags
+    (``--log nats://…``: an ingest node of distributed mode); yields its port and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTLY_")}
     command = [sys.executable, "-m", "momently.cli", "serve", "--port", str(port)]
     command += ["--data-dir", str(data_dir), "--write-key", WRITE_KEY, "--admin-key", ADMIN_KEY]
+    command += extra
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
