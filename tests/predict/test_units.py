@@ -154,6 +154,37 @@ def test_the_week_is_each_hours_rate() -> None:
     assert population.customer_rate(20, counts) == population.predict_proba_one(x)[True]
 
 
+@given(
+    st.dictionaries(
+        st.integers(0, 167), st.tuples(st.integers(0, 50), st.integers(0, 50)), max_size=40
+    ),
+    st.sampled_from([1.0, 2.0, 4.0, 0.5, 3.0, 2.5, 0.1]),
+    st.sampled_from([4.0, 1.0, 7.5]),
+)
+def test_the_week_is_each_hours_rate_bit_for_bit(
+    counts: dict[int, tuple[int, int]], hour_strength: float, day_strength: float
+) -> None:
+    # The week skips hs * x / hs when hour_strength is a power of two (at least 1): the
+    # same bits as the rate of each hour worked out alone, for powers of two and not.
+    population = Receptivity()
+    for hour in range(0, 168, 5):
+        population.learn_one({"hour": hour}, hour % 3 == 0)
+    rates = population.population().rates
+    curve = ReceptivityCurve("UTC", counts, population.population(), day_strength, hour_strength)
+    ds, hs = day_strength, hour_strength
+    expected = []
+    for h in range(168):
+        dn = sum(counts[o][0] for o in range(h % 24, 168, 24) if o in counts)
+        dk = sum(counts[o][1] for o in range(h % 24, 168, 24) if o in counts)
+        if not dn and not dk:
+            expected.append(rates[h])  # the population's rate, as before
+        elif h in counts:
+            expected.append(curve.hour_rate(h))
+        else:  # the day's posterior, as it was worked out before: hs * day / hs
+            expected.append(hs * ((min(dk, dn) + ds * rates[h]) / (dn + ds)) / hs)
+    assert curve.weekly() == tuple(expected)
+
+
 def test_channel_rates_at_once_match_one_at_a_time() -> None:
     model = ChannelAffinity()
     for i in range(50):

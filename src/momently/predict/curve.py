@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from math import frexp
+from typing import Final
 
 from momently.predict.localtime import hour_of_week, zone
 from momently.predict.receptivity import HOURS, PopulationRates, posterior
 from momently.predict.settings import HOUR
+
+_MAX_POWER: Final = 2.0**512  # hs * x stays finite for any x up to 2**511
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,11 @@ class ReceptivityCurve:
             day_k[hour % 24] += k
         week = list(rates)
         ds, hs = self.day_strength, self.hour_strength
-        for d in range(24):
+        # hs * x / hs is x, bit for bit, when hs is a power of two at least 1 (both steps
+        # exact: x is a rate, at most 1 with counts that make sense and far below 2**511
+        # with any int64 counts, so hs * x neither overflows nor loses bits).
+        power = frexp(hs)[0] == 0.5 and 1.0 <= hs <= _MAX_POWER
+        for d in {hour % 24 for hour in counts}:  # the hours of the day with evidence
             dn, dk = day_n[d], day_k[d]
             if not dn and not dk:
                 continue
@@ -68,7 +76,10 @@ class ReceptivityCurve:
             # the whole day's, and (0 + hs * day) / (0 + hs) is hs * day / hs, bit for bit);
             # the hours with trials are worked out again below.
             base, den = (dk if dk < dn else dn), dn + ds
-            week[d::24] = [hs * ((base + ds * r) / den) / hs for r in rates[d::24]]
+            if power:
+                week[d::24] = [(base + ds * r) / den for r in rates[d::24]]
+            else:
+                week[d::24] = [hs * ((base + ds * r) / den) / hs for r in rates[d::24]]
         for hour, (n, k) in counts.items():
             d = hour % 24
             if not (day_n[d] or day_k[d]) or not 0 <= hour < HOURS:
