@@ -17,8 +17,7 @@ import pytest
 from momently.deliver.store_memory import MemoryOutboxStore
 from momently.distributed import deliveries
 from momently.distributed.deliveries import WORKERS, merge_counters, rpc_subject
-from momently.distributed.gather import answer
-from momently.distributed.models import ANSWERED, MISSING
+from momently.distributed.gather import ANSWERED, MISSING, answer
 from tests.conftest import App
 from tests.distributed.e2e import IngestNode, ingest_node
 from tests.nats_server import NatsServer

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from momently.distributed import models
-from momently.distributed.gather import answer
+from momently.distributed.gather import ANSWERED, MISSING, answer
 from momently.distributed.models import (
-    ANSWERED,
-    MISSING,
     merge_models,
     merge_trackers,
     population_state,

@@ -130,6 +130,56 @@ def check_key_args(
     return wanted
 
 
+KEY_COLUMNS: Final = "id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
+"""The columns a key is read from (:func:`key_from_row`), in every key table."""
+
+
+def key_from_row(row: tuple[object, ...]) -> Key:
+    """The key in a row of :data:`KEY_COLUMNS`."""
+    id_, kind, scopes, source, hint, rate, burst, created, revoked = row
+    return Key(
+        id=str(id_),
+        kind=cast(Kind, kind),
+        scopes=frozenset(str(scopes).split()) if scopes else frozenset(),
+        source=None if source is None else str(source),
+        hint=str(hint),
+        created_ms=cast(int, created),
+        revoked_ms=cast("int | None", revoked),
+        rate=cast("float | None", rate),
+        burst=cast("int | None", burst),
+    )
+
+
+def new_key(
+    kind: str,
+    *,
+    now_ms: int,
+    scopes: Iterable[str] = (),
+    source: str | None = None,
+    rate: float | None = None,
+    burst: int | None = None,
+) -> tuple[Key, str, tuple[object, ...]]:
+    """A new key (arguments checked), its token, and its row: :data:`KEY_COLUMNS`
+    then the token's digest (the token itself is kept nowhere)."""
+    granted = check_key_args(kind, scopes, source, rate, burst)
+    token = new_token(cast(Kind, kind))
+    key = Key(
+        id="key_" + secrets.token_hex(6),
+        kind=cast(Kind, kind),
+        scopes=granted,
+        source=source,
+        hint=token[:9],
+        created_ms=now_ms,
+        rate=rate,
+        burst=burst,
+    )
+    row = (
+        key.id, key.kind, " ".join(sorted(granted)), source, key.hint, rate, burst,
+        now_ms, None, digest(token),
+    )  # fmt: skip
+    return key, token, row
+
+
 class KeyTable(Protocol):
     """Where created keys live: :class:`KeyStore` (a SQLite file beside the embedded
     engine's data) or ``momently.store.postgres.keys.PostgresKeyStore`` (every ingest
@@ -184,21 +234,6 @@ class KeyStore:
         row = self._db.execute("PRAGMA data_version").fetchone()
         return int(row[0])
 
-    @staticmethod
-    def _key(row: tuple[object, ...]) -> Key:
-        id_, kind, scopes, source, hint, rate, burst, created, revoked = row
-        return Key(
-            id=str(id_),
-            kind=cast(Kind, kind),
-            scopes=frozenset(str(scopes).split()) if scopes else frozenset(),
-            source=None if source is None else str(source),
-            hint=str(hint),
-            created_ms=cast(int, created),
-            revoked_ms=cast("int | None", revoked),
-            rate=cast("float | None", rate),
-            burst=cast("int | None", burst),
-        )
-
     def create(
         self,
         kind: str,
@@ -210,28 +245,15 @@ class KeyStore:
         burst: int | None = None,
     ) -> tuple[Key, str]:
         """A new key and its token; the token is not kept and cannot be shown again."""
-        granted = check_key_args(kind, scopes, source, rate, burst)
-        kind = cast(Kind, kind)
-        token = new_token(kind)
-        key = Key(
-            id="key_" + secrets.token_hex(6),
-            kind=kind,
-            scopes=granted,
-            source=source,
-            hint=token[:9],
-            created_ms=now_ms,
-            rate=rate,
-            burst=burst,
+        key, token, row = new_key(
+            kind, now_ms=now_ms, scopes=scopes, source=source, rate=rate, burst=burst
         )
         with self._lock:
             self._db.execute(
-                "INSERT INTO keys (id, kind, scopes, source, hint, rate, burst, created_ms,"
-                " revoked_ms, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.id, key.kind, " ".join(sorted(granted)), source, key.hint, rate, burst,
-                    now_ms, None, digest(token),
-                ),
-            )  # fmt: skip
+                f"INSERT INTO keys ({KEY_COLUMNS}, digest)"  # noqa: S608 - constant columns
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
             self._cache.clear()
         return key, token
 
@@ -239,10 +261,9 @@ class KeyStore:
         """Every key, revoked ones included, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
-                " FROM keys ORDER BY created_ms, id"
+                f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_ms, id"  # noqa: S608
             ).fetchall()
-        return [self._key(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     def revoke(self, key_id: str, *, now_ms: int) -> Key:
         """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
@@ -252,14 +273,13 @@ class KeyStore:
                 (now_ms, key_id),
             )
             row = self._db.execute(
-                "SELECT id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
-                " FROM keys WHERE id = ?",
+                f"SELECT {KEY_COLUMNS} FROM keys WHERE id = ?",  # noqa: S608
                 (key_id,),
             ).fetchone()
             self._cache.clear()
         if row is None:
             raise ConfigError(f"no key {key_id!r}: `momently keys list` shows the ids")
-        return self._key(row)
+        return key_from_row(row)
 
     def find(self, token: str) -> Key | None:
         """The active key behind ``token``, or None."""
@@ -275,13 +295,13 @@ class KeyStore:
             if found is not None:
                 return found
             row = self._db.execute(
-                "SELECT id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
-                " FROM keys WHERE digest = ? AND revoked_ms IS NULL",
+                f"SELECT {KEY_COLUMNS} FROM keys"  # noqa: S608 - constant columns
+                " WHERE digest = ? AND revoked_ms IS NULL",
                 (wanted,),
             ).fetchone()
             if row is None:
                 return None
-            key = self._key(row)
+            key = key_from_row(row)
             self._cache[wanted] = key
             return key
 

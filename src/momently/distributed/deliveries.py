@@ -36,9 +36,8 @@ from fastapi.responses import Response
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
-from momently.distributed.gather import answer, gather
+from momently.distributed.gather import COVERAGE_HEADERS, answer, gather, say_coverage
 from momently.distributed.log import EventLog
-from momently.distributed.models import ANSWERED, MISSING
 from momently.distributed.worker import Worker
 from momently.runtime.delivery import Delivery
 from momently.web.admin import admin_guard
@@ -127,14 +126,7 @@ def delivery_stats_router(
     router = APIRouter(tags=["deliveries"], dependencies=[Depends(admin_guard(admin_key))])
     headers = {
         WORKERS: {"description": "workers whose counters are added", "schema": {"type": "string"}},
-        ANSWERED: {
-            "description": "partitions whose owner answered: 7/9",
-            "schema": {"type": "string"},
-        },
-        MISSING: {
-            "description": "partitions whose owner did not answer in time (absent if none)",
-            "schema": {"type": "string"},
-        },
+        **COVERAGE_HEADERS,
     }
 
     @router.get("/api/deliveries/stats", responses={200: {"headers": headers}})
@@ -169,9 +161,7 @@ def delivery_stats_router(
                 added.append(body)
         merged = merge_counters(added)
         response.headers[WORKERS] = str(len(added))
-        response.headers[ANSWERED] = f"{covered}/{partitions}"
-        if missing:
-            response.headers[MISSING] = ",".join(map(str, missing))
+        say_coverage(response.headers, covered, partitions, missing)
         return {"outbox": outbox, **merged}
 
     return router

@@ -20,15 +20,37 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from starlette.datastructures import MutableHeaders
 
 log = logging.getLogger(__name__)
+ANSWERED: Final = "X-Momently-Partitions-Answered"
+MISSING: Final = "X-Momently-Partitions-Missing"
+COVERAGE_HEADERS: Final[dict[str, Any]] = {  # for the OpenAPI document
+    ANSWERED: {
+        "description": "partitions whose owner answered, of all: 7/9",
+        "schema": {"type": "string"},
+    },
+    MISSING: {
+        "description": "partitions whose owner did not answer in time (absent if none)",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def say_coverage(
+    headers: MutableHeaders, covered: int, partitions: int, missing: Sequence[int]
+) -> None:
+    """The :data:`ANSWERED` and :data:`MISSING` headers of a gathered answer."""
+    headers[ANSWERED] = f"{covered}/{partitions}"
+    if missing:
+        headers[MISSING] = ",".join(map(str, missing))
 
 
 @dataclass

@@ -41,7 +41,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
 from momently.distributed.admin import Partitions
-from momently.distributed.gather import answer, gather
+from momently.distributed.gather import COVERAGE_HEADERS, answer, gather, say_coverage
 from momently.distributed.log import EventLog
 from momently.distributed.worker import Worker
 from momently.errors import error_body
@@ -54,8 +54,6 @@ from momently.web.models_api import _ERRORS, ModelInfo, model_info
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
-ANSWERED = "X-Momently-Partitions-Answered"
-MISSING = "X-Momently-Partitions-Missing"
 
 
 def rpc_subject(stream: str) -> str:
@@ -212,19 +210,12 @@ def models_router(
         tags=["models"], dependencies=[Depends(admin_guard(admin_key))], responses=_ERRORS
     )
     count = partitions.log.partitions
-    headers = {
-        ANSWERED: {"description": "partitions merged, of all: 7/9", "schema": {"type": "string"}},
-        MISSING: {
-            "description": "partitions whose owner did not answer in time (absent if none)",
-            "schema": {"type": "string"},
-        },
-    }
 
     @router.get(
         "/api/models",
         response_model=list[ModelInfo],
         responses={
-            200: {"headers": headers},
+            200: {"headers": COVERAGE_HEADERS},
             503: {"description": "no partition's owner answered: retry"},
         },
     )
@@ -254,9 +245,7 @@ def models_router(
         except (KeyError, TypeError, ValueError) as error:
             log.warning("the workers' models could not be merged: %s", error)
             return _unavailable("the workers' models could not be merged; retry")
-        response.headers[ANSWERED] = f"{len(gathered.covered)}/{count}"
-        if gathered.missing:
-            response.headers[MISSING] = ",".join(map(str, gathered.missing))
+        say_coverage(response.headers, len(gathered.covered), count, gathered.missing)
         return merged
 
     return router

@@ -46,7 +46,7 @@ from momently.distributed.world import world_router
 from momently.engine import IngestResult
 from momently.errors import InvalidInput, RateLimited, Unavailable, error_body
 from momently.events import Event
-from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
+from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response, retry_later
 from momently.metrics import Metrics
 from momently.moments.playbook import Playbook, load_playbook
 from momently.privacy.consent import cancel_unsubscribed
@@ -172,19 +172,13 @@ def _errors(app: FastAPI, metrics: Metrics) -> None:
     async def rate_limited(request: Request, error: RateLimited) -> Response:
         # A key over its limit (Access): as the embedded server answers it.
         metrics.requests.labels(request.url.path, "429").inc()
-        return json_response(
-            error_body("RateLimited", str(error)),
-            429,
-            headers={"Retry-After": str(error.retry_after)},
-        )
+        return retry_later("RateLimited", str(error), 429, error.retry_after)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> Response:
         metrics.requests.labels(request.url.path, "503").inc()
-        return json_response(
-            error_body("Unavailable", "the event log did not acknowledge; retry"),
-            503,
-            headers={"Retry-After": str(error.retry_after)},
+        return retry_later(
+            "Unavailable", "the event log did not acknowledge; retry", 503, error.retry_after
         )
 
     @app.exception_handler(RequestValidationError)
@@ -211,11 +205,7 @@ def _store_errors(app: FastAPI) -> None:
 
     async def unavailable(request: Request, error: Exception) -> Response:
         log.warning("a store read failed: %s", error)
-        return json_response(
-            error_body("Unavailable", "a store did not answer; retry"),
-            503,
-            headers={"Retry-After": "1"},
-        )
+        return retry_later("Unavailable", "a store did not answer; retry", 503, "1")
 
     app.add_exception_handler(sqlite3.OperationalError, unavailable)
     try:

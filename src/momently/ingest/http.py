@@ -48,6 +48,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def retry_later(name: str, reason: str, status: int, retry_after: int | str) -> Response:
+    """A refusal the client should retry (429 or 503): the error body and ``Retry-After``."""
+    return json_response(error_body(name, reason), status, {"Retry-After": str(retry_after)})
+
+
 class WriteKeys:
     """The write keys this server accepts, compared in constant time."""
 

@@ -126,7 +126,6 @@ class EnginePolicy:
         self.playbook = without_holdouts(playbook or with_catalogue(load_playbook()))
         self.kinds = {c.name: c.kind for c in self.playbook.decide.channels}
         self.clock = FakeClock(0)
-        self.window = window
         self.store: MemoryStore = WindowStore() if window else MemoryStore()
         self.moment_store: MemoryMomentStore = (
             WindowMomentStore() if window else MemoryMomentStore()

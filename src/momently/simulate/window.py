@@ -60,14 +60,7 @@ class WindowStore(MemoryStore):
             log.append(LogRecord(seq, customer_id, event))
             seqs.append(seq)
         self._messages |= ids
-        self._identities.update(changes.identities)
-        self._profiles.update(changes.profiles)
-        for loser, winner in changes.merged.items():
-            self._profiles.pop(loser, None)
-            self._merged[loser] = winner
-            for old, target in list(self._merged.items()):
-                if target == loser:
-                    self._merged[old] = winner
+        self._fold(changes)
         return seqs
 
     def forget_before(self, seq: int) -> int:

@@ -49,6 +49,11 @@ class MemoryStore:
             self._messages.add(event.message_id)
             self._by_customer[customer_id].append(seq)
             seqs.append(seq)
+        self._fold(changes)
+        return seqs
+
+    def _fold(self, changes: Changes) -> None:
+        """A commit's identity and profile changes, merges followed through."""
         self._identities.update(changes.identities)
         self._profiles.update(changes.profiles)
         for loser, winner in changes.merged.items():
@@ -57,7 +62,6 @@ class MemoryStore:
             for old, target in list(self._merged.items()):
                 if target == loser:
                     self._merged[old] = winner
-        return seqs
 
     def fence(self) -> Fence | None:
         return self._fence

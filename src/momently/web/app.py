@@ -25,7 +25,7 @@ from momently.deliver.tracking_routes import tracking_router
 from momently.deliver.types import OutboxStore
 from momently.errors import InvalidInput, Overloaded, RateLimited, Unavailable, error_body
 from momently.ingest.asgi import FastPostAPI
-from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response
+from momently.ingest.http import BATCH_PATHS, TrackingAPI, json_response, retry_later
 from momently.metrics import Metrics
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import Playbook, load_playbook
@@ -256,29 +256,17 @@ def create_app(
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, error: Overloaded) -> Response:
         metrics.requests.labels(request.url.path, "429").inc()
-        return json_response(
-            error_body("Overloaded", str(error)),
-            429,
-            headers={"Retry-After": str(error.retry_after)},
-        )
+        return retry_later("Overloaded", str(error), 429, error.retry_after)
 
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, error: RateLimited) -> Response:
         metrics.requests.labels(request.url.path, "429").inc()
-        return json_response(
-            error_body("RateLimited", str(error)),
-            429,
-            headers={"Retry-After": str(error.retry_after)},
-        )
+        return retry_later("RateLimited", str(error), 429, error.retry_after)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> Response:
         metrics.requests.labels(request.url.path, "503").inc()
-        return json_response(
-            error_body("Unavailable", str(error)),
-            503,
-            headers={"Retry-After": str(error.retry_after)},
-        )
+        return retry_later("Unavailable", str(error), 503, error.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, error: RequestValidationError) -> Response:

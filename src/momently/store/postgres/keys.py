@@ -29,20 +29,18 @@ table), so a PostgreSQL that does not answer must hold it briefly; the
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Final, cast
+from typing import Final
 
 import psycopg
 
-from momently.auth.keys import MAX_TOKEN, Key, Kind, check_key_args, digest, new_token
+from momently.auth.keys import KEY_COLUMNS, MAX_TOKEN, Key, digest, key_from_row, new_key
 from momently.errors import ConfigError
 from momently.store.postgres.connect import SchemaPool, Target, open_pool
 
-_COLUMNS: Final = "id, kind, scopes, source, hint, rate, burst, created_ms, revoked_ms"
 KEY_SCHEMA: Final = "keys"  # what {partition} becomes in the key table's schema name
 FIND_TIMEOUT_S: Final = 2.0
 RETRY_S: Final = 1.0  # a lazy table that could not open is tried again after this
@@ -60,21 +58,6 @@ def key_table_url(store_url: str) -> str:
     if not store_url.startswith(("postgresql:", "postgres:")):
         raise ConfigError(f"the key table needs a postgresql:// store URL, not {store_url!r}")
     return store_url.replace("{partition}", KEY_SCHEMA)
-
-
-def _key(row: tuple[object, ...]) -> Key:
-    id_, kind, scopes, source, hint, rate, burst, created, revoked = row
-    return Key(
-        id=str(id_),
-        kind=cast(Kind, kind),
-        scopes=frozenset(str(scopes).split()) if scopes else frozenset(),
-        source=None if source is None else str(source),
-        hint=str(hint),
-        created_ms=cast(int, created),
-        revoked_ms=cast("int | None", revoked),
-        rate=cast("float | None", rate),
-        burst=cast("int | None", burst),
-    )
 
 
 class PostgresKeyStore:
@@ -151,36 +134,24 @@ class PostgresKeyStore:
         burst: int | None = None,
     ) -> tuple[Key, str]:
         """A new key and its token; the token is not kept and cannot be shown again."""
-        granted = check_key_args(kind, scopes, source, rate, burst)
-        token = new_token(cast(Kind, kind))
-        key = Key(
-            id="key_" + secrets.token_hex(6),
-            kind=cast(Kind, kind),
-            scopes=granted,
-            source=source,
-            hint=token[:9],
-            created_ms=now_ms,
-            rate=rate,
-            burst=burst,
+        key, token, row = new_key(
+            kind, now_ms=now_ms, scopes=scopes, source=source, rate=rate, burst=burst
         )
         with self._pool().connection() as conn:
             conn.execute(
-                f"INSERT INTO api_keys ({_COLUMNS}, digest)"  # noqa: S608 - constant columns
+                f"INSERT INTO api_keys ({KEY_COLUMNS}, digest)"  # noqa: S608 - constant columns
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    key.id, key.kind, " ".join(sorted(granted)), source, key.hint, rate, burst,
-                    now_ms, None, digest(token),
-                ),
-            )  # fmt: skip
+                row,
+            )
         return key, token
 
     def list(self) -> list[Key]:
         """Every key, revoked ones included, oldest first."""
         with self._pool().connection() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
+                f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_ms, id"  # noqa: S608
             ).fetchall()
-        return [_key(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     def revoke(self, key_id: str, *, now_ms: int) -> Key:
         """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
@@ -190,12 +161,12 @@ class PostgresKeyStore:
                 (now_ms, key_id),
             )
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s",  # noqa: S608
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %s",  # noqa: S608
                 (key_id,),
             ).fetchone()
         if row is None:
             raise ConfigError(f"no key {key_id!r}: `momently keys list` shows the ids")
-        return _key(row)
+        return key_from_row(row)
 
     def find(self, token: str) -> Key | None:
         """The active key behind ``token``, or None."""
@@ -203,11 +174,11 @@ class PostgresKeyStore:
             return None
         with self._pool().connection(timeout=FIND_TIMEOUT_S) as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys"  # noqa: S608
+                f"SELECT {KEY_COLUMNS} FROM api_keys"  # noqa: S608
                 " WHERE digest = %s AND revoked_ms IS NULL",
                 (digest(token),),
             ).fetchone()
-        return None if row is None else _key(row)
+        return None if row is None else key_from_row(row)
 
     def close(self) -> None:
         with self._lock:
