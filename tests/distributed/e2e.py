@@ -87,10 +87,24 @@ class DistributedServer:
 AnyServer = Server | DistributedServer
 
 
-def settle(server: AnyServer) -> None:
-    """Wait for a distributed server's workers; the embedded server answers in step."""
+def settle(server: AnyServer, timeout_s: float = 60.0) -> None:
+    """Until the moments of everything acknowledged can be read: a distributed server's
+    workers have applied their streams; the embedded server's moment stage, which gives
+    way to ingestion for a moment after each commit, has read its log to the end
+    (its checkpoint at the log's last record). Polled, with a deadline."""
     if isinstance(server, DistributedServer):
-        server.settle()
+        server.settle(timeout_s)
+        return
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=server.url, headers=server.admin, timeout=10) as client:
+        while True:
+            logged = client.get("/api/stats")
+            read = client.get("/api/moments/stats")
+            assert logged.status_code == read.status_code == 200, (logged.text, read.text)
+            if read.json()["checkpoint"] >= logged.json()["events"]:
+                return
+            assert time.monotonic() < deadline, f"stage behind in {timeout_s}s: {read.text}"
+            time.sleep(0.02)
 
 
 @contextmanager
