@@ -4,9 +4,11 @@ worker process's ``/metrics`` carries its senders' counters."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import subprocess
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from momently.clock import FakeClock
+from momently.decide.records import Decision
 from momently.deliver.errors import PermanentSendError
 from momently.deliver.store_memory import MemoryOutboxStore
 from momently.distributed.admin import Partitions
@@ -26,10 +29,13 @@ from momently.events import Event, from_ms
 from momently.moments.playbook import load_playbook
 from momently.privacy.consent import ConsentGate
 from momently.runtime.delivery import DeliveryCollector, Routes
+from momently.runtime.stage import Decided
 from momently.store import open_store
+from momently.store.memory import MemoryStore
+from momently.store.moments_memory import MemoryMomentStore
 from tests.conftest import free_port
 from tests.deliver.fakes import ScriptedChannel, message
-from tests.distributed.e2e import daytime_zone
+from tests.distributed.e2e import complaint_time, daytime_zone
 from tests.distributed.test_failover import metrics, publish, sqlite_stores, start_worker
 
 T0 = 1_790_000_000_000
@@ -96,7 +102,7 @@ def test_a_worker_process_exports_its_senders_counters(
     """``momently worker --outbox``: after a send, its ``/metrics`` has the embedded
     server's delivery metrics (``momently_delivery_total`` by what happened, the outbox
     by state) beside the partitions' own."""
-    now = time.time_ns() // 1_000_000
+    now = int(complaint_time().timestamp() * 1000)
     context = {
         "device": {"id": "d-gus", "type": "ios", "token": "tok-gus"},
         "timezone": daytime_zone(),  # no quiet hours make the send a later one
@@ -162,3 +168,38 @@ def test_a_workers_metrics_answer_while_the_outbox_does_not(
     assert "momently_outbox_entries{" not in text
     assert "# TYPE momently_delivery_total counter" in text
     delivery.close()
+
+
+def unroutable(n: int) -> Decision:
+    """A send on push, which the test's routes have no provider for."""
+    return Decision(
+        decision_id=f"de-push-{n}", customer_id="c-1", moment_id=f"mo-{n}", moment_name="x",
+        moment_kind="buy", at_ms=T0, action="send", offer="cart-reminder", channel="push",
+    )  # fmt: skip
+
+
+def test_a_partition_let_go_leaves_its_counts_and_not_its_stores() -> None:
+    """A worker keeps what a partition's submitter counted after the partition is let go
+    (a takeover elsewhere), but not the submitter, nor the partition's stores."""
+    delivery = WorkerDelivery(
+        load_playbook(),
+        MemoryOutboxStore(),
+        FakeClock(T0),
+        routes=Routes(routes={"in_app": [ScriptedChannel("hub")]}),
+    )
+    try:
+        store = MemoryStore()
+        submit = delivery.for_partition(store, MemoryMomentStore())
+        submit(Decided(decisions=[unroutable(1)]))
+        counted = {"unroutable": 1, "outcome.dead": 1}  # recorded, then heard back
+        assert delivery.counters()["counts"] == counted
+        gone = weakref.ref(store)
+        del submit, store  # the partition's stage lets them go
+        gc.collect()
+        assert gone() is None
+        assert delivery.counters()["counts"] == counted
+        again = delivery.for_partition(MemoryStore(), MemoryMomentStore())  # taken back
+        again(Decided(decisions=[unroutable(2)]))
+        assert delivery.counters()["counts"] == {"unroutable": 2, "outcome.dead": 2}
+    finally:
+        delivery.close()

@@ -130,8 +130,10 @@ class WorkerDelivery:
             self.routes.routes = gate_routes(self.routes.routes, self.spec, view)
         # The sender claims entries and sends them; it reads no partition's log.
         self.sender = self._delivery(MemoryStore(), MemoryMomentStore())
-        # Every partition's submitter this process made (one per take), for its counters.
-        self._submitters: list[Delivery] = []
+        # The counters of every partition's submitter this process made (one per take),
+        # read without keeping a submitter, or its partition's stores, alive once the
+        # partition is let go.
+        self._submitted: list[Callable[[], dict[str, int]]] = []
 
     def _delivery(self, store: Store, moments: MomentStore) -> Delivery:
         return Delivery(
@@ -148,7 +150,7 @@ class WorkerDelivery:
     def for_partition(self, store: Store, moments: MomentStore) -> Callable[[Decided], None]:
         """The partition stage's ``on_decisions``; first submits what a crash left out."""
         delivery = self._delivery(store, moments)
-        self._submitters.append(delivery)
+        self._submitted.append(delivery.count_reader())
         delivery.reconcile()
 
         def submit(decided: Decided) -> None:
@@ -173,8 +175,8 @@ class WorkerDelivery:
         counts since this process started, as the embedded server's do)."""
         found = self.sender.counters()
         counts: Counter[str] = Counter(found["counts"])
-        for submitter in list(self._submitters):
-            counts.update(submitter.counters()["counts"])
+        for read in list(self._submitted):
+            counts.update(read())
         return {"counts": dict(counts), "worker": found["worker"]}
 
     def stats(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,6 +469,17 @@ class Delivery:
     def stats(self) -> dict[str, Any]:
         """The outbox by state, and what happened on the way there."""
         return {"outbox": self.outbox.store.counts(), **self.counters()}
+
+    def count_reader(self) -> Callable[[], dict[str, int]]:
+        """A reader of :attr:`counts` that does not keep this delivery, or the stores it
+        reads, alive (for a worker that adds up the counts of partitions it let go)."""
+        lock, counts = self._lock, self.counts
+
+        def read() -> dict[str, int]:
+            with lock:
+                return dict(counts)
+
+        return read
 
     def counters(self) -> dict[str, Any]:
         """This process's own counters of :meth:`stats` (``counts``, ``worker``), without
