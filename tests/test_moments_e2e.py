@@ -21,6 +21,7 @@ from tests.distributed.e2e import (
     MODES,
     AnyServer,
     DistributedServer,
+    complaint_time,
     daytime_zone,
     distributed_server,  # noqa: F401 (fixture)
     settle,
@@ -53,7 +54,7 @@ def iso(at: datetime) -> str:
 
 
 def test_complaints_become_moments_decisions_and_logged_sends(server: AnyServer) -> None:
-    now = datetime.now(UTC)
+    now = complaint_time()
     batch = []
     for n, user in enumerate(CUSTOMERS):
         device = {

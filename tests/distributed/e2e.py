@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -192,6 +192,21 @@ def distributed_server(nats_server: NatsServer, postgres: Cluster) -> Iterator[D
 
 
 MODES = ["embedded", "distributed"]
+
+
+def complaint_time() -> datetime:
+    """Now, for a test whose customer opens the app two minutes before complaining;
+    but in an hour's first three minutes, a minute before that hour began.
+
+    The models learn when a customer pays attention by the hour: an app opened in the
+    hour before the complaint leaves the complaint's hour unremarkable, and the
+    friction send the tests wait for stays silent (every such decision was silent when
+    the tests ran in an hour's first two minutes).
+    """
+    now = datetime.now(UTC)
+    if now.minute < 3:
+        return now.replace(minute=0, second=0, microsecond=0) - timedelta(minutes=1)
+    return now
 
 
 def daytime_zone() -> str:

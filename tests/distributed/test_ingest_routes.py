@@ -36,7 +36,7 @@ from momently.moments.playbook import load_playbook
 from momently.predict.population import MODELS
 from momently.web.app import create_app
 from momently.web.models_api import ModelInfo
-from tests.distributed.e2e import DistributedServer, daytime_zone, distributed
+from tests.distributed.e2e import DistributedServer, complaint_time, daytime_zone, distributed
 from tests.nats_server import NatsServer
 from tests.postgres import Cluster
 
@@ -135,7 +135,7 @@ def device(user: str) -> dict[str, Any]:
 
 
 def check_the_ingest_node(server: DistributedServer, admin: httpx.Client) -> None:
-    now = datetime.now(UTC)
+    now = complaint_time()
     # The dashboard's live feed, open before the customers complain: the workers'
     # moments and decisions about it arrive through NATS.
     with admin.stream("GET", "/api/live") as live:
@@ -339,7 +339,7 @@ def worker_counters(nats: NatsServer, server: DistributedServer) -> tuple[dict[s
 def test_the_ingest_nodes_delivery_stats_add_the_workers_counters(
     cluster: DistributedServer, nats_server: NatsServer
 ) -> None:
-    now = datetime.now(UTC)
+    now = complaint_time()
     users = [f"grumbler-{n}" for n in range(6)]
     post(cluster, [
         message

@@ -40,7 +40,7 @@ from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
 from momently.simulate.engine_policy import without_holdouts
 from tests.conftest import ADMIN_KEY, WRITE_KEY
-from tests.distributed.e2e import daytime_zone
+from tests.distributed.e2e import complaint_time, daytime_zone
 from tests.nats_server import NatsServer, free_port, needs_nats, start_server
 from tests.postgres import Cluster
 from tests.privacy.test_postgres_erase import checkpoint, scan
@@ -166,7 +166,7 @@ class Rig:
 
 def erin_lives(rig: Rig) -> None:
     """Erin arrives anonymous, identifies, and complains with the app open; Olga too."""
-    now = int(time.time() * 1000)
+    now = int(complaint_time().timestamp() * 1000)
     zone = daytime_zone()  # quiet hours would make the sends later ones, at any hour
     device = {"id": ERIN["device"], "type": "ios", "token": f"tok-{TAG}"}
     at = from_ms(now - 120_000).isoformat()
