@@ -76,3 +76,26 @@ def test_a_failed_commit_answers_503_with_retry_after(app: App) -> None:
     assert answer.headers["Retry-After"] == "1"
     assert answer.json()["error"] == "Unavailable"
     assert app.event_count() == 0
+
+
+def test_busy_while_events_wait_and_just_after_a_commit() -> None:
+    """The moment stage gives way while ``busy()``: events queued, or a commit ended less
+    than ``quiet_seconds`` ago (on the writer's injected clock)."""
+    now = [100.0]
+    store = FailingDisk(poisoned="never")
+    writer = Writer(Engine(store), quiet_seconds=0.5, monotonic=lambda: now[0])
+    try:
+        assert not writer.busy()  # nothing committed yet
+        first = writer.submit([event("a")])
+        assert store.first_commit_started.wait(timeout=30)
+        assert writer.busy()  # queued: the commit is under way
+        store.release_first_commit.set()
+        assert first.result(timeout=30).accepted == 1
+        assert writer.pending == 0
+        assert writer.busy()  # committed at 100.0, still within 0.5 s
+        now[0] = 100.49
+        assert writer.busy()
+        now[0] = 100.5
+        assert not writer.busy()
+    finally:
+        writer.close()

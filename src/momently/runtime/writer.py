@@ -48,6 +48,7 @@ class Writer:
         max_group: int = 20_000,
         on_commit: Callable[[int, float], None] | None = None,
         quiet_seconds: float = 0.02,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_pending < 1 or max_group < 1:
             raise ValueError("max_pending and max_group must be positive")
@@ -60,7 +61,8 @@ class Writer:
         self._cond = threading.Condition()
         self._closed = False
         self.quiet_seconds = quiet_seconds
-        self._committed = float("-inf")  # time.monotonic() at the end of the last commit
+        self._monotonic = monotonic  # the clock busy() reads (tests pass their own)
+        self._committed = float("-inf")  # monotonic() at the end of the last commit
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -75,7 +77,7 @@ class Writer:
         the moment it takes the event loop to parse them; work that gives way to
         ingestion (the moment stage) must not take the GIL in that gap.
         """
-        return self._pending > 0 or time.monotonic() - self._committed < self.quiet_seconds
+        return self._pending > 0 or self._monotonic() - self._committed < self.quiet_seconds
 
     def submit(self, events: Sequence[Event]) -> Future[IngestResult]:
         """Queue events for the next group commit; raises :class:`Overloaded` when full."""
@@ -131,7 +133,7 @@ class Writer:
                 # Room is freed before anyone hears back, so a client that sends its
                 # next request on the answer is not refused for its own last one.
                 self._release(size)
-                self._committed = time.monotonic()
+                self._committed = self._monotonic()
                 for (_, future), result in zip(taken, results, strict=True):
                     if not future.cancelled():
                         future.set_result(result)
