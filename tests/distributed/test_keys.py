@@ -8,6 +8,7 @@ server's scopes, sources, rate limits and revocation at the next request.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from momently.distributed.log import EventLog
 from momently.errors import ConfigError
 from momently.events import Event, decode_event
 from momently.store.postgres.connect import Target
-from momently.store.postgres.keys import PostgresKeyStore, key_table_url
+from momently.store.postgres.keys import RETRY_S, PostgresKeyStore, key_table_url
 from momently.web.auth import Access
 from tests.conftest import ADMIN_KEY, WRITE_KEY
 from tests.postgres import Cluster
@@ -32,6 +33,7 @@ from tests.web.test_auth import bearer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 _installs = itertools.count(1)
+_databases = itertools.count(1)  # a database of its own for each run of the retry test
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,6 +89,31 @@ def test_postgresql_keeps_the_digest_never_the_token(postgres: Cluster) -> None:
     assert token not in text and write not in text
     assert token[9:] not in text  # not even the part after the hint
     assert {bytes(d) for (d,) in digests} == {digest(token), digest(write)}
+
+
+def test_a_lazy_key_table_that_could_not_open_tries_again_later(postgres: Cluster) -> None:
+    """An ingest node's table opens in the background; one that failed (its database not
+    there yet) is tried again at a use :data:`RETRY_S` after the attempt began, on the
+    table's clock, and not before."""
+    database = f"keys_later_{next(_databases)}"
+    now = [50.0]
+    with PostgresKeyStore(
+        postgres.url_for_database(database) + "?schema=keys", lazy=True, monotonic=lambda: now[0]
+    ) as table:
+        assert not table.opened(30)  # tried, in the background, and failed
+        with psycopg.connect(postgres.url_for_database("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        now[0] += RETRY_S / 2
+        with pytest.raises(psycopg.OperationalError, match="did not answer"):
+            table.list()  # too soon: not tried again
+        assert not table.opened(0)
+        now[0] += RETRY_S / 2
+        with contextlib.suppress(psycopg.OperationalError):
+            table.list()  # tried again, in the background: it may still be migrating
+        assert table.opened(30)
+        assert table.list() == []
+        key, token = table.create("write", source="web", now_ms=1)
+        assert table.find(token) == key
 
 
 def test_the_key_schema_sits_beside_the_partitions_schemas() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Final
 
@@ -64,19 +64,22 @@ class PostgresKeyStore:
     """:class:`momently.auth.keys.KeyTable` on PostgreSQL (module docstring); ``url`` is
     the key table's own (:func:`key_table_url` gives it from the partitions')."""
 
-    def __init__(self, url: str, *, lazy: bool = False) -> None:
+    def __init__(
+        self, url: str, *, lazy: bool = False, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         """Open the table now, or with ``lazy`` in a thread of its own (an ingest node:
         its configured keys, and ingestion with them, never wait for PostgreSQL). Until
         it is open a use waits at most :data:`FIND_TIMEOUT_S`, then is
         ``psycopg.OperationalError``; a failed open is tried again, in the background,
-        at a use :data:`RETRY_S` after it began."""
+        at a use :data:`RETRY_S` after it began (on ``monotonic``: tests pass their own)."""
         self.url = url
         self.schema = Target(url).schema  # a bad URL fails here, at start
         self._lock = threading.Lock()
         self._opened: SchemaPool | None = None
         self._closed = False
         self._done = threading.Event()  # the latest attempt to open has ended
-        self._began = time.monotonic()
+        self._monotonic = monotonic
+        self._began = monotonic()
         if lazy:
             self._start()
         else:
@@ -84,7 +87,7 @@ class PostgresKeyStore:
             self._done.set()
 
     def _start(self) -> None:
-        self._began = time.monotonic()
+        self._began = self._monotonic()
         self._done.clear()
         threading.Thread(target=self._open, name="momently-keys-open", daemon=True).start()
 
@@ -109,7 +112,7 @@ class PostgresKeyStore:
                 return self._opened
             if self._closed:
                 raise psycopg.OperationalError("the key table is closed")
-            if self._done.is_set() and time.monotonic() - self._began >= RETRY_S:
+            if self._done.is_set() and self._monotonic() - self._began >= RETRY_S:
                 self._start()
             done = self._done
         done.wait(FIND_TIMEOUT_S)
