@@ -262,11 +262,14 @@ def nats_server(nats: str, root: Path) -> Iterator[tuple[int, int]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        while True:
+        deadline = time.monotonic() + 30
+        while True:  # readiness: poll until it accepts a connection, or say why not
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nats-server did not start on port {port}") from None
                 time.sleep(0.05)
         yield port, server.pid
     finally:
