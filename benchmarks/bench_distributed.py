@@ -46,17 +46,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bench_ingest as bi
 from momently.distributed.log import EventLog, LogSettings
 from momently.events import Event, from_ms
 
 PARTITIONS = 16
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_events(customers: int, per_customer: int, start_ms: int, seed: int) -> list[Event]:
@@ -256,7 +250,7 @@ def measure(server: str, workers: int, root: Path, tag: str, events: list[Event]
 def nats_server(nats: str, root: Path) -> Iterator[tuple[int, int]]:
     """A JetStream nats-server on a free loopback port, storing under ``root``;
     yields its port and pid."""
-    port = _free_port()
+    port = bi.free_port()
     server = subprocess.Popen(
         [nats, "-js", "-sd", str(root / "nats"), "-p", str(port), "-a", "127.0.0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -312,9 +306,6 @@ def ingest(nats: str, quick: bool, runs: int | None, connections: int) -> dict[s
     events, counted once answered 200 — by the node only after JetStream stored
     every event of it. Each embedded run waits for its moment stage to catch up,
     so its stage's CPU does not fall on the next node run."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_ingest as bi
-
     runs = runs or (3 if quick else 5)
     batches = 100 if quick else 400  # per run and server: 10,000 or 40,000 events
     node: list[Any] = []

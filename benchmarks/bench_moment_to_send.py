@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from bench_ingest import free_port
 
 WRITE_KEY = "bench-write-key"
 ADMIN_KEY = "bench-admin-key"
@@ -134,13 +135,6 @@ def playbook(path: Path, hook_url: str) -> Path:
             }
     path.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from momently.config import Settings
 from momently.store.sqlite import SqliteStore
 from momently.web.app import create_app
 from tests.nats_server import nats_server  # noqa: F401 (fixture)
+from tests.ports import free_port
 from tests.postgres import _stop_postgres_at_session_end, postgres  # noqa: F401 (fixtures)
 
 # Property tests are deterministic and database-free: the same examples on every run.
@@ -38,13 +38,6 @@ settings.load_profile("momently")
 WRITE_KEY = "test-write-key"
 ADMIN_KEY = "test-admin-key"
 START = 1_790_000_000_000  # 2026-09-21T14:13:20Z, the fake clock's start
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -17,15 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 NATS = shutil.which("nats-server")
 needs_nats = pytest.mark.skipif(NATS is None, reason="nats-server is not installed (make system)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:

@@ -25,7 +25,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,8 @@ from typing import Final
 
 import psycopg
 import pytest
+
+from tests.ports import free_port
 
 DATABASE: Final = "momently"
 _OWNER: Final = "postgres"
@@ -58,13 +59,6 @@ def _bindir() -> Path:
     return Path(candidates[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Cluster:
     """One running PostgreSQL server in a temporary directory."""
 
@@ -73,7 +67,7 @@ class Cluster:
         self.bindir = _bindir()
         self.base = Path(tempfile.mkdtemp(prefix="momently-pg-"))
         self.data = self.base / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._owner: pwd.struct_passwd | None = None
         if os.geteuid() == 0:  # initdb and postgres refuse root
             self._owner = pwd.getpwnam(_OWNER)

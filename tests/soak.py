@@ -41,8 +41,9 @@ import yaml
 
 from momently.decide.spec import WebhookProvider
 from momently.events import decode_event
-from tests.conftest import ADMIN_KEY, WRITE_KEY, free_port
+from tests.conftest import ADMIN_KEY, WRITE_KEY
 from tests.deliver.servers import Recorder
+from tests.ports import free_port
 
 HOOK_SECRET = "whsec_" + "a2trazY0a2trazY0a2trazY0a2trazY0a2trazY0a2s="  # base64 of 32 bytes
 ANGRY = "my order never came and nobody answers, this is a disgrace"

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.conftest import free_port
+from tests.ports import free_port
 
 
 @contextmanager

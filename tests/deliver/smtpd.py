@@ -11,7 +11,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.conftest import free_port
+from tests.ports import free_port
 
 USER, PASSWORD = "momently", "s3cret"
 

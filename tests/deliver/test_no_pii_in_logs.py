@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from momently.events import from_ms
-from tests.conftest import START, WRITE_KEY, free_port
+from tests.conftest import START, WRITE_KEY
 from tests.deliver.servers import Recorder, Reply
 from tests.deliver.test_webhook import SECRET as HOOK_SECRET
 from tests.deliver.test_wiring import (  # noqa: F401 - the fixture is used by name
@@ -19,6 +19,7 @@ from tests.deliver.test_wiring import (  # noqa: F401 - the fixture is used by n
     only,
     rig_factory_fixture,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

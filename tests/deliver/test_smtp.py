@@ -172,7 +172,7 @@ def test_implicit_tls(certs: tuple[str, str], clock: FakeClock) -> None:
 
 
 def test_connection_refused_is_retryable(clock: FakeClock) -> None:
-    from tests.conftest import free_port
+    from tests.ports import free_port
 
     settings = SmtpSettings(host="127.0.0.1", port=free_port(), from_addr="n@brand.example")
     channel = SmtpChannel(settings, clock)

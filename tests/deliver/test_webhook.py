@@ -94,7 +94,7 @@ def test_timeout_is_retryable_and_maybe_sent(http: Recorder, clock: FakeClock) -
 
 
 def test_connection_refused_is_retryable_not_sent(clock: FakeClock) -> None:
-    from tests.conftest import free_port
+    from tests.ports import free_port
 
     hook = channel(f"http://127.0.0.1:{free_port()}", clock)
     try:

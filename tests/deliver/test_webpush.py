@@ -177,7 +177,7 @@ def test_endpoint_must_be_https_and_allowed(vapid: Vapid02, clock: FakeClock) ->
 
 
 def test_unreachable_service_is_retryable_not_sent(vapid: Vapid02, clock: FakeClock) -> None:
-    from tests.conftest import free_port
+    from tests.ports import free_port
 
     ch = channel(vapid, clock)
     try:

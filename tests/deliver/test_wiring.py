@@ -32,10 +32,11 @@ from momently.runtime.delivery import Delivery
 from momently.runtime.stage import StageRunner
 from momently.types import Store
 from momently.web.app import create_app
-from tests.conftest import ADMIN_KEY, START, WRITE_KEY, free_port
+from tests.conftest import ADMIN_KEY, START, WRITE_KEY
 from tests.deliver.servers import Recorder
 from tests.deliver.test_webhook import SECRET as HOOK_SECRET
 from tests.deliver.test_webhook import verify
+from tests.ports import free_port
 
 PUBLIC = "https://m.brand.example"
 ANGRY = "my order never came and nobody answers 😡"

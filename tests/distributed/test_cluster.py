@@ -18,11 +18,11 @@ from momently.errors import Unavailable
 from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
-from tests.conftest import free_port
 from tests.distributed.conftest import NATS, NatsServer, start_server
 from tests.distributed.scenario import T0, events
 from tests.distributed.test_failover import PARTITIONS, finish
 from tests.distributed.test_worker import settings
+from tests.ports import free_port
 
 pytestmark = [
     pytest.mark.slow,

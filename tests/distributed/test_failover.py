@@ -30,9 +30,9 @@ from momently.events import Event
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
 from momently.store import open_store
-from tests.conftest import free_port
 from tests.distributed.scenario import HOUR, T0, embedded, events, outputs
 from tests.distributed.test_worker import _what, drain, settings
+from tests.ports import free_port
 from tests.postgres import DATABASE, Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -31,7 +31,6 @@ from momently.distributed.shard import Shard
 from momently.distributed.worker import Worker
 from momently.moments.detector import MomentDetector
 from momently.moments.playbook import load_playbook
-from tests.conftest import free_port
 from tests.distributed.scenario import HOUR, T0, events
 from tests.distributed.test_failover import (
     PARTITIONS,
@@ -46,6 +45,7 @@ from tests.distributed.test_failover import (
     total,
 )
 from tests.distributed.test_worker import settings
+from tests.ports import free_port
 from tests.postgres import Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -41,7 +41,8 @@ from momently.moments.playbook import load_playbook
 from momently.simulate.engine_policy import without_holdouts
 from tests.conftest import ADMIN_KEY, WRITE_KEY
 from tests.distributed.e2e import complaint_time, daytime_zone
-from tests.nats_server import NatsServer, free_port, needs_nats, start_server
+from tests.nats_server import NatsServer, needs_nats, start_server
+from tests.ports import free_port
 from tests.postgres import Cluster
 from tests.privacy.test_postgres_erase import checkpoint, scan
 from tests.web.serve import serve

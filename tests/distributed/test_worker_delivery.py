@@ -33,10 +33,10 @@ from momently.runtime.stage import Decided
 from momently.store import open_store
 from momently.store.memory import MemoryStore
 from momently.store.moments_memory import MemoryMomentStore
-from tests.conftest import free_port
 from tests.deliver.fakes import ScriptedChannel, message
 from tests.distributed.e2e import complaint_time, daytime_zone
 from tests.distributed.test_failover import metrics, publish, sqlite_stores, start_worker
+from tests.ports import free_port
 
 T0 = 1_790_000_000_000
 PARTITIONS = 3

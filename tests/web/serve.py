@@ -11,7 +11,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from momently.web.live import StreamClosingServer
-from tests.conftest import free_port
+from tests.ports import free_port
 
 
 @contextmanager
