@@ -210,6 +210,22 @@ def test_next_need_stays_bounded() -> None:
     assert all(in_top_k(scores, t, 3) == (t in ranked) for t in scores)
 
 
+@given(
+    st.dictionaries(
+        st.text("abcde", min_size=1, max_size=2),
+        st.sampled_from((0.0, 0.1, 0.2, 0.3)) | st.floats(0.0, 1.0),
+        max_size=30,
+    ),
+    st.integers(1, 6),
+)
+def test_top_k_is_the_full_sort_by_probability_then_name(scores: dict[str, float], k: int) -> None:
+    # top_k sorts by name only the tokens at least as good as the k-th best; the answer
+    # must be the whole candidates' sort's, ties (equal probabilities) broken by name.
+    total = sum(scores.values())
+    expected = sorted(scores.items(), key=lambda tp: (-tp[1], tp[0]))[:k]
+    assert top_k(scores, k) == ([(t, p / total) for t, p in expected] if total > 0 else [])
+
+
 @given(st.lists(st.integers(0, 9), min_size=1, max_size=120))
 def test_next_need_scores_with_its_caches_as_without(tokens: list[int]) -> None:
     model = NextNeed(candidates=3)
