@@ -11,10 +11,12 @@ channels, buyers and browsers, customers who quit under pressure). The first
   with every answer read (propensity, receptivity now, channels, best channel,
   devices, active device, fatigue, next touchpoints and categories): what the
   API's ``/api/customers/{id}/predictions`` computes;
-* **predict, a decision's read** — ``Signals.of(predictions)``: what the decide
-  layer reads (propensity, the week's receptivity curve, channels, active
-  device, fatigue, next categories). Answers are worked out when first read,
-  and the moment stage asks only on an event that made a moment to decide;
+* **predict, a decision's read** — ``Signals.of(predictions)``, then the
+  week's mean and its hours from now to the 24-hour horizon: what the decide
+  layer reads (propensity, the receptivity of its slots against the week's
+  mean, channels, active device, fatigue, next categories). Answers are worked
+  out when first read, and the moment stage asks only on an event that made a
+  moment to decide;
 * **learn + predict** — learn, then every answer, on every event: the upper
   bound, as if every event were decided on and its predictions shown
   (target: median ≤ 50 µs);
@@ -54,9 +56,11 @@ import msgspec
 from momently.decide.signals import Signals
 from momently.moments.detector import CustomerState, decode_state, encode_state
 from momently.predict import Predictor
+from momently.predict.localtime import hour_of_week
 from momently.predict.replay import replay
 from momently.predict.state import PredictState
 from momently.predict.synthetic import Stream, population
+from momently.state.profile import Profile
 
 TARGET_MEDIAN_US = 50.0
 _encoder = msgspec.msgpack.Encoder()
@@ -77,6 +81,20 @@ class Run:
 
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
+
+
+def decision_read(
+    predictor: Predictor, state: PredictState, profile: Profile | None, now_ms: int
+) -> float:
+    """What a decision reads of the predictions: its :class:`Signals`, then, as its
+    timeline does (``momently.decide.slots``), the week's mean and the hours of its
+    slots — now and each hour to the default 24-hour horizon. Returns their sum."""
+    predictions = predictor.predictions(state, profile, now_ms)
+    signals = Signals.of(predictions)
+    week = signals.receptivity
+    now = hour_of_week(now_ms, predictions.receptivity.timezone)
+    mean = sum(week) / len(week)
+    return mean + sum(week[(now + h) % 168] for h in range(25))
 
 
 def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
@@ -113,7 +131,7 @@ def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
         learned = clock()
         predictor.predictions(state.predict, profile, event.timestamp_ms).everything()
         predicted = clock()
-        Signals.of(predictor.predictions(state.predict, profile, event.timestamp_ms))
+        decision_read(predictor, state.predict, profile, event.timestamp_ms)
         read = clock()
         decode_state(encode_state(state))
         done = clock()
@@ -129,7 +147,7 @@ def one_run(stream: Stream, clock: Callable[[], int]) -> Run:
 
 def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int], list[int]]:
     """Python bytecodes run per event by learning (with the timers), by every answer and
-    by a decision's read (``Signals.of`` on fresh predictions)."""
+    by a decision's read (:func:`decision_read` on fresh predictions)."""
     predictor = Predictor()
     split = int(len(stream.events) * 0.4)
     states = replay(predictor, stream.events[:split], stream.profiles)
@@ -163,7 +181,7 @@ def bytecodes(stream: Stream, events: int) -> tuple[list[int], list[int], list[i
         answered.append(count)
         count = 0
         sys.settrace(calls)
-        Signals.of(predictor.predictions(state, profile, event.timestamp_ms))
+        decision_read(predictor, state, profile, event.timestamp_ms)
         sys.settrace(None)
         read.append(count)
     return learned, answered, read

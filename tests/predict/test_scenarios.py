@@ -9,6 +9,8 @@ import pytest
 
 from momently.events import Event
 from momently.predict import Predictor, PredictState
+from momently.predict.curve import ReceptivityCurve
+from momently.predict.localtime import hour_of_week
 from momently.predict.replay import replay
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.predict.synthetic import START, event, population, profile
@@ -78,6 +80,29 @@ def test_organic_evening_sessions_alone_give_the_evening() -> None:
         predictor.predictions(states["ny"], profiles["ny"], local(14, 9)).receptivity.best_hour()
         == 20
     )
+
+
+def test_attention_runs_on_across_the_hours_edge() -> None:
+    # Sessions just before nine in the evening: at nine, when a message sent "now" lands
+    # three minutes after the latest, the customer reads above the population's hour and
+    # their own average; ten less; the hour of the sessions higher still.
+    events = crowd() + [
+        ("ny", event("Application Opened", local(day, 20, 58), "ny", device="phone"))
+        for day in range(5)
+    ]
+    profiles = {"ny": profile("ny", "America/New_York")}
+    predictor, states = run(events, profiles)
+    now = local(4, 21, 1)  # Friday, three minutes after that evening's session
+    curve = predictor.predictions(states["ny"], profiles["ny"], now).receptivity
+    week = curve.weekly()
+    nine, ten = hour_of_week(now, "America/New_York"), hour_of_week(now + HOUR, "America/New_York")
+    assert week[nine] > curve.population.rate(nine)
+    assert week[nine] > sum(week) / len(week) and week[nine] > week[ten]
+    assert curve.at(now - 2 * MINUTE) > week[nine]  # the hour of the sessions, higher still
+    # Each hour of the day read alone, the hour past the edge is only the population's.
+    alone = ReceptivityCurve(curve.timezone, curve.counts, curve.population, 4.0, 2.0, 0.0)
+    assert alone.at(now) == pytest.approx(curve.population.rate(nine), abs=1e-15)
+    assert alone.at(now) < curve.at(now) == week[nine]
 
 
 def test_a_new_customer_gets_the_population_curve() -> None:

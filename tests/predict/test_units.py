@@ -26,7 +26,7 @@ from momently.predict.localtime import hour_of_week
 from momently.predict.next_need import NextNeed, in_top_k, top_k
 from momently.predict.population import Population
 from momently.predict.predictions import ANSWERS
-from momently.predict.receptivity import Receptivity
+from momently.predict.receptivity import Receptivity, customer_x
 from momently.predict.replay import replay
 from momently.predict.settings import DAY, HOUR, MINUTE
 from momently.predict.signals import CHANNELS, read_signal
@@ -132,7 +132,7 @@ def test_an_unknown_time_zone_is_utc() -> None:
 def test_best_time_lands_on_a_local_whole_hour_in_a_half_hour_zone() -> None:
     kolkata = ZoneInfo("Asia/Kolkata")
     counts = {d * 24 + 20: (5, 5) for d in range(7)}
-    curve = ReceptivityCurve("Asia/Kolkata", counts, Receptivity().population(), 4.0, 2.0)
+    curve = ReceptivityCurve("Asia/Kolkata", counts, Receptivity().population(), 4.0, 2.0, 0.5)
     best = curve.best_time(START + 7 * MINUTE, START + DAY)
     local = datetime.fromtimestamp(best / 1000, tz=kolkata)
     assert (local.hour, local.minute, local.second) == (20, 0, 0)
@@ -146,12 +146,20 @@ def test_the_week_is_each_hours_rate() -> None:
     for hour in range(0, 168, 5):
         population.learn_one({"hour": hour}, hour % 3 == 0)
     counts = {20: (4, 3), 44: (2, 0), 7: (1, 1), 167: (3, 1)}
-    curve = ReceptivityCurve("UTC", counts, population.population(), 4.0, 2.0)
+    w = population.neighbour_weight
+    curve = ReceptivityCurve("UTC", counts, population.population(), 4.0, 2.0, w)
     week = curve.weekly()
     assert week == pytest.approx([curve.hour_rate(h) for h in range(168)], abs=1e-15)
-    assert week[100] == population.population().rate(100)  # no evidence at that hour of day
+    assert week[100] == population.population().rate(100)  # no evidence at or beside it
+    # around 20:00: 44 (Tuesday 20:00) whole, 167 (Sunday 23:00) is not beside it
     x: Features = {"hour": 20, "n": 4, "k": 3, "day_n": 2, "day_k": 0}
     assert population.customer_rate(20, counts) == population.predict_proba_one(x)[True]
+    assert customer_x(counts, 20, w) == x
+    # around 08:00: 7 (Monday 07:00) at the neighbours' weight
+    x = {"hour": 8, "n": 0, "k": 0, "day_n": w * 1, "day_k": w * 1}
+    assert customer_x(counts, 8, w) == x
+    assert population.customer_rate(8, counts) == population.predict_proba_one(x)[True]
+    assert week[8] == pytest.approx(population.customer_rate(8, counts), abs=1e-15)
 
 
 @given(
@@ -160,22 +168,28 @@ def test_the_week_is_each_hours_rate() -> None:
     ),
     st.sampled_from([1.0, 2.0, 4.0, 0.5, 3.0, 2.5, 0.1]),
     st.sampled_from([4.0, 1.0, 7.5]),
+    st.sampled_from([0.5, 0.0, 0.25, 1.0, 0.3]),
 )
 def test_the_week_is_each_hours_rate_bit_for_bit(
-    counts: dict[int, tuple[int, int]], hour_strength: float, day_strength: float
+    counts: dict[int, tuple[int, int]], hour_strength: float, day_strength: float, w: float
 ) -> None:
     # The week skips hs * x / hs when hour_strength is a power of two (at least 1): the
-    # same bits as the rate of each hour worked out alone, for powers of two and not.
+    # same bits as the rate of each hour worked out alone, for powers of two and not,
+    # with the neighbours' weight or without.
     population = Receptivity()
     for hour in range(0, 168, 5):
         population.learn_one({"hour": hour}, hour % 3 == 0)
     rates = population.population().rates
-    curve = ReceptivityCurve("UTC", counts, population.population(), day_strength, hour_strength)
+    curve = ReceptivityCurve("UTC", counts, population.population(), day_strength, hour_strength, w)
     ds, hs = day_strength, hour_strength
+
+    def whole(day: int, i: int) -> int:  # trials (0) or wins (1) at an hour of the day
+        return sum(counts[o][i] for o in range(day % 24, 168, 24) if o in counts)
+
     expected = []
     for h in range(168):
-        dn = sum(counts[o][0] for o in range(h % 24, 168, 24) if o in counts)
-        dk = sum(counts[o][1] for o in range(h % 24, 168, 24) if o in counts)
+        dn = whole(h, 0) + w * (whole(h - 1, 0) + whole(h + 1, 0))
+        dk = whole(h, 1) + w * (whole(h - 1, 1) + whole(h + 1, 1))
         if not dn and not dk:
             expected.append(rates[h])  # the population's rate, as before
         elif h in counts:

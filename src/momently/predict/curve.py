@@ -9,7 +9,7 @@ from math import frexp
 from typing import Final
 
 from momently.predict.localtime import hour_of_week, zone
-from momently.predict.receptivity import HOURS, PopulationRates, posterior
+from momently.predict.receptivity import HOURS, PopulationRates, evidence, posterior
 from momently.predict.settings import HOUR
 
 _MAX_POWER: Final = 2.0**512  # hs * x stays finite for any x up to 2**511
@@ -19,7 +19,9 @@ _MAX_POWER: Final = 2.0**512  # hs * x stays finite for any x up to 2**511
 class ReceptivityCurve:
     """One customer's receptivity, frozen at prediction time; computed on demand.
 
-    ``counts`` maps a local hour of week to the customer's (trials, wins).
+    ``counts`` maps a local hour of week to the customer's (trials, wins); the
+    strengths and the neighbours' weight are :class:`~momently.predict.receptivity.
+    Receptivity`'s.
     """
 
     timezone: str
@@ -27,17 +29,11 @@ class ReceptivityCurve:
     population: PopulationRates
     day_strength: float
     hour_strength: float
+    neighbour_weight: float
 
     def hour_rate(self, hour: int) -> float:
         """P(engage) after a delivery at local hour of week ``hour``."""
-        counts = self.counts
-        n, k = counts.get(hour, (0, 0))
-        day_n = day_k = 0
-        for other in range(hour % 24, HOURS, 24):
-            if other != hour and other in counts:
-                on, ok = counts[other]
-                day_n += on
-                day_k += ok
+        n, k, day_n, day_k = evidence(self.counts, hour, self.neighbour_weight)
         return posterior(
             self.population.rate(hour), n, k, day_n, day_k, self.day_strength, self.hour_strength
         )
@@ -49,25 +45,34 @@ class ReceptivityCurve:
     def weekly(self) -> tuple[float, ...]:
         """P(engage) for each local hour of week, Monday 00:00 first.
 
-        An hour of the day the customer has no trials at, on any day, is the
-        population's rate at each of its seven hours: only the hours of the day
+        An hour of the day the customer has no trials at or beside, on any day, is
+        the population's rate at each of its seven hours: only the hours of the day
         the customer has evidence for are worked out.
         """
         counts = self.counts
         rates = self.population.rates
         if not counts:
             return rates
-        day_n, day_k = [0] * 24, [0] * 24
+        own_n, own_k = [0] * 24, [0] * 24  # per hour of the day, all days together
         for hour, (n, k) in counts.items():
-            day_n[hour % 24] += n
-            day_k[hour % 24] += k
+            own_n[hour % 24] += n
+            own_k[hour % 24] += k
+        days = {hour % 24 for hour in counts}  # the hours of the day with evidence
+        w = self.neighbour_weight
+        if w:  # and those beside them; each pooled as evidence() pools it (d - 23 is d + 1)
+            days |= {(d + side) % 24 for d in days for side in (-1, 1)}
+            day_n = {d: own_n[d] + w * (own_n[d - 1] + own_n[d - 23]) for d in days}
+            day_k = {d: own_k[d] + w * (own_k[d - 1] + own_k[d - 23]) for d in days}
+        else:
+            day_n = {d: float(own_n[d]) for d in days}
+            day_k = {d: float(own_k[d]) for d in days}
         week = list(rates)
         ds, hs = self.day_strength, self.hour_strength
         # hs * x / hs is x, bit for bit, when hs is a power of two at least 1 (both steps
         # exact: x is a rate, at most 1 with counts that make sense and far below 2**511
         # with any int64 counts, so hs * x neither overflows nor loses bits).
         power = frexp(hs)[0] == 0.5 and 1.0 <= hs <= _MAX_POWER
-        for d in {hour % 24 for hour in counts}:  # the hours of the day with evidence
+        for d in days:
             dn, dk = day_n[d], day_k[d]
             if not dn and not dk:
                 continue
@@ -84,7 +89,12 @@ class ReceptivityCurve:
             d = hour % 24
             if not (day_n[d] or day_k[d]) or not 0 <= hour < HOURS:
                 continue
-            dn, dk = day_n[d] - n, day_k[d] - k
+            dn, dk = own_n[d] - n, own_k[d] - k  # the other days' and, below, the sides'
+            if w:
+                dn, dk = (
+                    dn + w * (own_n[d - 1] + own_n[d - 23]),
+                    dk + w * (own_k[d - 1] + own_k[d - 23]),
+                )
             day = ((dk if dk < dn else dn) + ds * rates[hour]) / (dn + ds)
             week[hour] = ((k if k < n else n) + hs * day) / (n + hs)
         return tuple(week)

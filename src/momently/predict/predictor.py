@@ -315,6 +315,7 @@ class _Answers:
             model.population(),
             model.day_strength,
             model.hour_strength,
+            model.neighbour_weight,
         )
 
     def channels(self) -> Mapping[str, float]:

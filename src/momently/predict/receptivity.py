@@ -8,12 +8,23 @@ customer pays attention. Estimates are Beta–Binomial posterior means, shrunk
 in three levels so a new customer gets a sensible curve at once:
 
     population rate at hour h      shrunk to the global rate
-    customer, same hour other days shrunk to the population at h
-    customer at hour h             shrunk to the customer's same-hour rate
+    customer, around hour h        shrunk to the population at h
+    customer at hour h             shrunk to the customer's rate around it
+
+*Around hour h* is the same hour of the day on the other days and, each trial
+counted at ``neighbour_weight``, the hours of the day either side of it on
+every day: attention runs on across an hour's edge (an app opened at 20:58
+says something of 21:00), and with a few trials a week a customer's hours are
+too sparse to be read one by one. Measured on the synthetic population (1,500
+customers over 21 days, prequential), where a customer answers within an hour
+of their own hour: ROC AUC 0.794 → 0.889 and log loss 0.253 → 0.235 with a weight of
+0.5 (0.25: 0.881 and 0.235); the calibration error 0.036 → 0.066, as the
+sessions that count as won trials at their hour now lift the hours beside it
+too (decisions read the curve relative to its mean).
 
 :class:`Receptivity` is the population level as a river classifier; the
 customer's counts travel in ``x`` (``n``/``k`` at the hour, ``day_n``/``day_k``
-at the same hour on the other days), so the customer's state stays outside it.
+around it), so the customer's state stays outside it.
 
 >>> model = Receptivity()
 >>> for _ in range(50):
@@ -62,9 +73,13 @@ class Receptivity(base.Classifier):
         Pseudo-trials with which the global rate is a prior for each hour.
     day_strength
         Pseudo-trials with which the population's hour is a prior for the customer's
-        same hour on other days.
+        rate around it.
     hour_strength
         Pseudo-trials with which that is a prior for the customer's own hour.
+    neighbour_weight
+        What a trial at the hour of the day either side counts for in the customer's
+        rate around an hour (one on the same hour of another day); 0 reads each hour
+        of the day alone.
     """
 
     def __init__(
@@ -74,12 +89,14 @@ class Receptivity(base.Classifier):
         population_strength: float = 20.0,
         day_strength: float = 4.0,
         hour_strength: float = 2.0,
+        neighbour_weight: float = 0.5,
     ) -> None:
         self.prior_rate = prior_rate
         self.prior_strength = prior_strength
         self.population_strength = population_strength
         self.day_strength = day_strength
         self.hour_strength = hour_strength
+        self.neighbour_weight = neighbour_weight
         self.trials = [0.0] * HOURS
         self.wins = [0.0] * HOURS
         self.total_trials = 0.0
@@ -123,14 +140,8 @@ class Receptivity(base.Classifier):
 
     def customer_rate(self, hour: int, counts: Mapping[int, tuple[int, int]]) -> float:
         """P(engage) at ``hour`` for a customer with these (trials, wins) per hour:
-        ``rate(hour, customer_x(counts, hour))`` without the features dict."""
-        n, k = counts.get(hour, _NONE)
-        day_n = day_k = 0
-        for other in range(hour % 24, HOURS, 24):
-            if other != hour and other in counts:
-                on, ok = counts[other]
-                day_n += on
-                day_k += ok
+        ``rate(hour, customer_x(counts, hour, neighbour_weight))`` without the dict."""
+        n, k, day_n, day_k = evidence(counts, hour, self.neighbour_weight)
         s = self.population_strength
         prior = (self.wins[hour] + s * self.global_rate()) / (self.trials[hour] + s)
         return posterior(prior, n, k, day_n, day_k, self.day_strength, self.hour_strength)
@@ -177,16 +188,37 @@ class PopulationRates:
         return (self.wins[hour] + s * self.global_rate) / (self.trials[hour] + s)
 
 
-def customer_x(counts: Mapping[int, tuple[int, int]], hour: int) -> Features:
-    """A customer's evidence at ``hour`` as the features :class:`Receptivity` reads."""
-    n, k = counts.get(hour, (0, 0))
+def evidence(
+    counts: Mapping[int, tuple[int, int]], hour: int, neighbour_weight: float
+) -> tuple[float, float, float, float]:
+    """A customer's trials and wins at ``hour``, and around it: on the same hour of the
+    other days, plus ``neighbour_weight`` times those on the hours of the day either side
+    (every day). Without a weight, the same hour of the other days alone, in ints."""
+    n, k = counts.get(hour, _NONE)
+    day = hour % 24
     day_n = day_k = 0
-    for day in range(7):
-        other = day * 24 + hour % 24
+    for other in range(day, HOURS, 24):
         if other != hour and other in counts:
             on, ok = counts[other]
             day_n += on
             day_k += ok
+    if not neighbour_weight:
+        return n, k, day_n, day_k
+    side_n = side_k = 0
+    for side in ((day - 1) % 24, (day + 1) % 24):
+        for other in range(side, HOURS, 24):
+            if other in counts:
+                on, ok = counts[other]
+                side_n += on
+                side_k += ok
+    return n, k, day_n + neighbour_weight * side_n, day_k + neighbour_weight * side_k
+
+
+def customer_x(
+    counts: Mapping[int, tuple[int, int]], hour: int, neighbour_weight: float
+) -> Features:
+    """A customer's evidence at ``hour`` as the features :class:`Receptivity` reads."""
+    n, k, day_n, day_k = evidence(counts, hour, neighbour_weight)
     return {"hour": hour, "n": n, "k": k, "day_n": day_n, "day_k": day_k}
 
 
