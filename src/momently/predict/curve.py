@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import frexp
@@ -59,13 +59,12 @@ class ReceptivityCurve:
             own_k[hour % 24] += k
         days = {hour % 24 for hour in counts}  # the hours of the day with evidence
         w = self.neighbour_weight
+        day_n: Mapping[int, float] | Sequence[float] = own_n  # by hour of the day
+        day_k: Mapping[int, float] | Sequence[float] = own_k
         if w:  # and those beside them; each pooled as evidence() pools it (d - 23 is d + 1)
             days |= {(d + side) % 24 for d in days for side in (-1, 1)}
             day_n = {d: own_n[d] + w * (own_n[d - 1] + own_n[d - 23]) for d in days}
             day_k = {d: own_k[d] + w * (own_k[d - 1] + own_k[d - 23]) for d in days}
-        else:
-            day_n = {d: float(own_n[d]) for d in days}
-            day_k = {d: float(own_k[d]) for d in days}
         week = list(rates)
         ds, hs = self.day_strength, self.hour_strength
         # hs * x / hs is x, bit for bit, when hs is a power of two at least 1 (both steps

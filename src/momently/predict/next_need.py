@@ -40,8 +40,9 @@ _SEP = "\x1f"
 _EMPTY: dict[str, int] = {}  # never written to
 _SORT_ALL = 10
 """Up to this many candidates :func:`top_k` sorts them all by name. Above it, finding the
-few at the top first is cheaper: 0.62x the time of sorting all at 25 candidates, 0.77x at
-16, 0.9x at 12, but 1.05-1.2x at 6-10 (the synthetic population's 5-8)."""
+few at the top first is cheaper: 0.62-0.66x the time of sorting all at 25 candidates,
+0.77-0.79x at 16, 0.90-0.92x at 12, but 1.00-1.22x at 6-10 (the synthetic population's
+5-8; in-process, alternated, on 2,000 random score dicts of each size)."""
 
 
 class NextNeed(base.Classifier):
