@@ -347,7 +347,8 @@ class StoresAgree(RuleBasedStateMachine):
             where.mkdir()
             self.stores[name] = opener(where)
         self.engines = {name: Engine(store, cache_size=4) for name, store in self.stores.items()}
-        self.sent: list[Event] = []
+        self.sent: list[Event] = []  # in the log: erased events leave it
+        self.numbered = 0  # messageIds given out, erased or not
 
     def answers(self, ask: Callable[[str], object]) -> object:
         """``ask(backend name)`` for every backend; all answers must be the memory store's."""
@@ -358,7 +359,7 @@ class StoresAgree(RuleBasedStateMachine):
         return reference
 
     def fresh(self, events: list[Event]) -> list[Event]:
-        start = len(self.sent)
+        start, self.numbered = self.numbered, self.numbered + len(events)
         return [
             msgspec.structs.replace(e, message_id=f"s{start + i}") for i, e in enumerate(events)
         ]
@@ -403,6 +404,26 @@ class StoresAgree(RuleBasedStateMachine):
             return None if owner is None else store.customer_events(owner, after, limit)
 
         self.answers(ask)
+
+    @rule(key=identity_pool)
+    def erase(self, key: IdentityKey) -> None:
+        """A customer and those merged into them erased, as the privacy service does."""
+
+        def ask(name: str) -> object:
+            store = self.stores[name]
+            owner = store.owner(key)
+            if owner is None:
+                return None
+            profile = store.profile(owner)
+            members = sorted({owner, *(profile.merged_from if profile is not None else ())})
+            return store.erase(members, [])
+
+        self.answers(ask)
+        # Their messageIds are forgotten with them: sent again, they would be taken.
+        kept = {r.event.message_id for r in self.stores["memory"].read_log(0, 10_000)}
+        self.sent = [e for e in self.sent if e.message_id in kept]
+        # The engines' caches forget them (PrivacyEngine.forget), here by starting afresh.
+        self.engines = {name: Engine(store, cache_size=4) for name, store in self.stores.items()}
 
     @invariant()
     def same_everything(self) -> None:

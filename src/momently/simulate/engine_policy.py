@@ -148,7 +148,7 @@ class EnginePolicy:
         canonical = self.store.canonical(customer_id) or customer_id
         profile = self.store.profile(canonical)
         if profile is not None and profile.user_id is not None:
-            return profile.user_id  # the store's identities are a scan of every customer's
+            return profile.user_id  # no list of keys to build
         return next((v for k, v in self.store.identities(canonical) if k == "user_id"), None)
 
     def _decided(self, decided: Decided) -> None:

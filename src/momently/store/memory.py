@@ -6,13 +6,14 @@ import bisect
 import itertools
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 from momently.events import Event, from_ms
 from momently.state.profile import Profile
 from momently.store.fence_sql import check_memory
 from momently.types import Changes, Fence, IdentityKey, LogRecord
 
+_T = TypeVar("_T")
 _PLACEHOLDER: Final = Event(
     message_id="", type="track", timestamp=from_ms(0), received_at=from_ms(0)
 )
@@ -26,8 +27,10 @@ class MemoryStore:
         self._messages: set[str] = set()
         self._by_customer: dict[str, list[int]] = defaultdict(list)
         self._identities: dict[IdentityKey, str] = {}
+        self._keys_of: dict[str, set[IdentityKey]] = {}  # customer -> keys: the reverse
         self._profiles: dict[str, Profile] = {}
         self._merged: dict[str, str] = {}
+        self._losers: dict[str, set[str]] = {}  # winner -> losers: the reverse of _merged
         self._suppressed: set[str] = set()
         self._holes = 0  # erased events, left as placeholders in the log
         self._fence: Fence | None = None
@@ -53,15 +56,42 @@ class MemoryStore:
         return seqs
 
     def _fold(self, changes: Changes) -> None:
-        """A commit's identity and profile changes, merges followed through."""
-        self._identities.update(changes.identities)
+        """A commit's identity and profile changes, merges followed through.
+
+        The reverse maps are the durable stores' indexes on a key's and a loser's
+        customer: without them a merge scanned every customer's keys, and a simulated
+        population's run grew with the square of its size."""
+        identities, keys_of = self._identities, self._keys_of
+        for key, customer in changes.identities.items():
+            old = identities.get(key)
+            if old == customer:
+                continue
+            if old is not None:
+                self._unindex(keys_of, old, key)
+            identities[key] = customer
+            keys_of.setdefault(customer, set()).add(key)
         self._profiles.update(changes.profiles)
         for loser, winner in changes.merged.items():
             self._profiles.pop(loser, None)
-            self._merged[loser] = winner
-            for old, target in list(self._merged.items()):
-                if target == loser:
-                    self._merged[old] = winner
+            self._point(loser, winner)
+            for old in list(self._losers.get(loser, ())):
+                self._point(old, winner)
+
+    def _point(self, loser: str, winner: str) -> None:
+        """``loser`` now merged into ``winner``, in both maps."""
+        old = self._merged.get(loser)
+        if old is not None:
+            self._unindex(self._losers, old, loser)
+        self._merged[loser] = winner
+        self._losers.setdefault(winner, set()).add(loser)
+
+    @staticmethod
+    def _unindex(index: dict[str, set[_T]], owner: str, item: _T) -> None:
+        items = index.get(owner)
+        if items is not None:
+            items.discard(item)
+            if not items:
+                del index[owner]
 
     def fence(self) -> Fence | None:
         return self._fence
@@ -87,10 +117,10 @@ class MemoryStore:
         return self._merged.get(customer_id)
 
     def identities(self, customer_id: str) -> list[IdentityKey]:
-        return sorted(k for k, c in self._identities.items() if c == customer_id)
+        return sorted(self._keys_of.get(customer_id, ()))
 
     def _members(self, customer_id: str) -> list[str]:
-        return [customer_id, *(old for old, new in self._merged.items() if new == customer_id)]
+        return [customer_id, *self._losers.get(customer_id, ())]
 
     def customer_events(self, customer_id: str, after: int, limit: int) -> list[LogRecord]:
         seqs = sorted(s for m in self._members(customer_id) for s in self._by_customer.get(m, []))
@@ -127,15 +157,16 @@ class MemoryStore:
 
     def erase(self, customer_ids: Sequence[str], suppress: Sequence[str]) -> int:
         members = set(customer_ids)
-        members |= {loser for loser, winner in self._merged.items() if winner in members}
+        members |= {loser for winner in customer_ids for loser in self._losers.get(winner, ())}
         seqs = sorted(s for m in members for s in self._by_customer.pop(m, []))
         self._drop(seqs)
-        for key in [k for k, c in self._identities.items() if c in members]:
-            del self._identities[key]
         for customer in members:
+            for key in self._keys_of.pop(customer, ()):
+                del self._identities[key]
             self._profiles.pop(customer, None)
-        for loser in [k for k, w in self._merged.items() if k in members or w in members]:
-            del self._merged[loser]
+            winner = self._merged.pop(customer, None)  # their losers are members too
+            if winner is not None:
+                self._unindex(self._losers, winner, customer)
         self._suppressed.update(suppress)
         return len(seqs)
 
