@@ -42,10 +42,10 @@ from momently.simulate import (
     Population,
     RunResult,
     World,
-    run_policy,
     true_effect,
     write_report,
 )
+from momently.simulate.compare import Run
 from momently.simulate.engine_policy import EnginePolicy
 
 SAMPLE = 100_000
@@ -135,10 +135,21 @@ def compare(
         chosen = Oracle(world) if policy == "oracle" else policy
         assert not isinstance(chosen, str)
         started, cpu = time.perf_counter(), time.process_time()
-        results.append(run_policy(chosen, world, days=days, holdout=0.1))
+        run, by_day = Run(chosen, world, days=days, holdout=0.1), []
+        while not run.done:  # a day at a time, as run_policy: the engine's cost by day
+            day_cpu, day_events = time.process_time(), world.emitted
+            run.advance_day()
+            by_day.append((time.process_time() - day_cpu) / max(1, world.emitted - day_events))
+        results.append(run.result())
         took.append(time.perf_counter() - started)
         cpu = time.process_time() - cpu
         r = results[-1]
+        if isinstance(chosen, EnginePolicy):
+            print(
+                "   momently, us of CPU per event by simulated day: "
+                + " ".join(f"{1e6 * t:.0f}" for t in by_day),
+                flush=True,
+            )
         print(
             f"   {chosen.name}: {r.events:,} events ({r.seen:,} shown to it) in {took[-1]:.0f} s, "
             f"{r.events / took[-1]:,.0f} events/s ({r.events / cpu:,.0f} per CPU second)",
