@@ -14,7 +14,8 @@
 
 Run ``python benchmarks/bench_simulate.py [--quick] [--customers N] [--days D]
 [--compare-customers N] [--truth] [--momently] [--report report.html]``
-(``--momently`` adds the engine itself: slow, see the README; it runs on the
+(``--momently`` adds the engine itself, and prints its CPU per event for each
+simulated day: slow, see the README; it runs on the
 window stores of :mod:`momently.simulate.window`, which make the same decisions
 and forget the log behind the engine at each simulated day's end). Without flags
 it is the full run: 100,000 customers over 30 days.
