@@ -385,40 +385,43 @@ class StoresAgree(RuleBasedStateMachine):
         assert result == IngestResult(len(new), len(known))
         self.sent.extend(new)
 
-    @rule(key=identity_pool)
-    def profile_by_identity(self, key: IdentityKey) -> None:
-        def ask(name: str) -> object:
+    def of_owner(self, key: IdentityKey, ask: Callable[[Store, str], object]) -> None:
+        """``ask(store, owner)`` on every backend for the key's owner (None where no one
+        owns it); all answers must be the memory store's."""
+
+        def asked(name: str) -> object:
             store = self.stores[name]
             owner = store.owner(key)
-            if owner is None:
-                return None
-            return owner, store.profile(owner), store.identities(owner), store.canonical(owner)
+            return None if owner is None else ask(store, owner)
 
-        self.answers(ask)
+        self.answers(asked)
+
+    @rule(key=identity_pool)
+    def profile_by_identity(self, key: IdentityKey) -> None:
+        self.of_owner(
+            key,
+            lambda store, owner: (
+                owner,
+                store.profile(owner),
+                store.identities(owner),
+                store.canonical(owner),
+            ),
+        )
 
     @rule(key=identity_pool, after=st.integers(0, 40), limit=st.integers(0, 6))
     def customer_events_page(self, key: IdentityKey, after: int, limit: int) -> None:
-        def ask(name: str) -> object:
-            store = self.stores[name]
-            owner = store.owner(key)
-            return None if owner is None else store.customer_events(owner, after, limit)
-
-        self.answers(ask)
+        self.of_owner(key, lambda store, owner: store.customer_events(owner, after, limit))
 
     @rule(key=identity_pool)
     def erase(self, key: IdentityKey) -> None:
         """A customer and those merged into them erased, as the privacy service does."""
 
-        def ask(name: str) -> object:
-            store = self.stores[name]
-            owner = store.owner(key)
-            if owner is None:
-                return None
+        def erase(store: Store, owner: str) -> int:
             profile = store.profile(owner)
             members = sorted({owner, *(profile.merged_from if profile is not None else ())})
             return store.erase(members, [])
 
-        self.answers(ask)
+        self.of_owner(key, erase)
         # Their messageIds are forgotten with them: sent again, they would be taken.
         kept = {r.event.message_id for r in self.stores["memory"].read_log(0, 10_000)}
         self.sent = [e for e in self.sent if e.message_id in kept]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -9,7 +10,6 @@ import pytest
 
 from momently.events import Event
 from momently.predict import Predictor, PredictState
-from momently.predict.curve import ReceptivityCurve
 from momently.predict.localtime import hour_of_week
 from momently.predict.replay import replay
 from momently.predict.settings import DAY, HOUR, MINUTE
@@ -100,7 +100,7 @@ def test_attention_runs_on_across_the_hours_edge() -> None:
     assert week[nine] > sum(week) / len(week) and week[nine] > week[ten]
     assert curve.at(now - 2 * MINUTE) > week[nine]  # the hour of the sessions, higher still
     # Each hour of the day read alone, the hour past the edge is only the population's.
-    alone = ReceptivityCurve(curve.timezone, curve.counts, curve.population, 4.0, 2.0, 0.0)
+    alone = dataclasses.replace(curve, neighbour_weight=0.0)
     assert alone.at(now) == pytest.approx(curve.population.rate(nine), abs=1e-15)
     assert alone.at(now) < curve.at(now) == week[nine]
 
